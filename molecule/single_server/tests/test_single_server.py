@@ -1,0 +1,62 @@
+"""What a user of a single server notices: the stack answers over HTTPS through nginx, a
+request enqueues a Celery task whose row lands in PostgreSQL, and beat ticks."""
+import json
+import time
+
+import pytest
+
+
+def https(host, method, path):
+    cmd = host.run(
+        "curl -sk -o /tmp/body -w '%%{http_code}' -X %s https://localhost%s && cat /tmp/body",
+        method, path)
+    assert cmd.rc == 0, cmd.stderr
+    return int(cmd.stdout[:3]), cmd.stdout[3:]
+
+
+def logs(host):
+    return host.run("cd /opt/shop/app && docker compose logs --tail 50").stdout
+
+
+def test_health_through_nginx_over_https(host):
+    status, body = https(host, "GET", "/health")
+    assert status == 200, body
+    assert json.loads(body)["status"] == "ok"
+
+
+def test_http_redirects_to_https(host):
+    cmd = host.run("curl -s -o /dev/null -w '%{http_code} %{redirect_url}' http://localhost/health")
+    assert cmd.stdout.startswith("301 https://"), cmd.stdout
+
+
+def test_ready_sees_postgres_and_redis(host):
+    status, body = https(host, "GET", "/ready")
+    assert status == 200, body + logs(host)
+
+
+def test_request_task_row_path(host):
+    status, body = https(host, "POST", "/tasks?note=molecule")
+    assert status == 202, body + logs(host)
+    task_id = json.loads(body)["task_id"]
+    for _ in range(60):
+        status, body = https(host, "GET", f"/tasks/{task_id}")
+        if status == 200:
+            break
+        time.sleep(1)
+    assert status == 200, f"the worker never wrote the row for {task_id}:\n" + logs(host)
+    assert json.loads(body)["note"] == "molecule"
+
+
+def test_beat_ticks(host):
+    for _ in range(30):
+        status, body = https(host, "GET", "/beat")
+        if status == 200 and json.loads(body).get("count", 0) >= 1:
+            return
+        time.sleep(1)
+    pytest.fail("no beat tick recorded:\n" + body + logs(host))
+
+
+def test_the_configured_server_runs_the_web_service(host):
+    expected = "uvicorn" if "uvicorn" in host.backend.get_hostname() else "gunicorn"
+    cmd = host.run("docker inspect -f '{{json .Config.Cmd}}' shop-app-web-1")
+    assert expected in cmd.stdout, cmd.stdout + cmd.stderr

@@ -1,0 +1,1 @@
+"""Sample application: a demo and test workload for the deployer, not part of it."""

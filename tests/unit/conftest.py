@@ -1,0 +1,40 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def ansible_vars(tmp_path):
+    """Evaluate variables for every host of an inventory the way a playbook in playbooks/
+    sees them (with playbooks/group_vars/all/wiring.yml loaded). Returns {host: {var: value}}."""
+
+    def evaluate(inventory_yaml: str, names: list[str]) -> dict:
+        (tmp_path / "hosts.yml").write_text(inventory_yaml)
+        (tmp_path / "group_vars").symlink_to(REPO / "playbooks" / "group_vars")
+        out = tmp_path / "out"
+        out.mkdir()
+        (tmp_path / "probe.yml").write_text(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n"
+            "    - ansible.builtin.copy:\n"
+            f"        dest: '{out}/{{{{ inventory_hostname }}}}.json'\n"
+            "        content: '{{ probe | to_json }}'\n"
+            "      delegate_to: localhost\n"
+            "      vars:\n"
+            "        probe: {" + ", ".join(f"'{n}': '{{{{ {n} }}}}'" for n in names) + "}\n"
+        )
+        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+        result = subprocess.run(
+            [str(VENV_BIN / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+             str(tmp_path / "probe.yml")],
+            cwd=REPO, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+
+    return evaluate

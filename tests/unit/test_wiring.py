@@ -1,0 +1,57 @@
+"""The wiring in playbooks/group_vars/all/wiring.yml, evaluated for real inventories."""
+
+MULTI = """
+all:
+  vars: {stack_name: shop, stack_domains: [shop.example.com], ansible_connection: local}
+  children:
+    lb: {hosts: {lb1: {stack_private_address: 10.0.0.1}}}
+    app: {hosts: {app1: {stack_private_address: 10.0.0.2}, app2: {stack_private_address: 10.0.0.3}}}
+    worker: {hosts: {worker1: {stack_private_address: 10.0.0.4}, worker2: {stack_private_address: 10.0.0.6}}}
+    db: {hosts: {data1: {stack_private_address: 10.0.0.5}}}
+    cache: {hosts: {data1: }}
+"""
+
+SINGLE = """
+all:
+  vars: {stack_name: shop, stack_domains: [shop.example.com], ansible_connection: local,
+         stack_private_address: 192.168.1.10}
+  children:
+    lb: {hosts: {vps: }}
+    app: {hosts: {vps: }}
+    worker: {hosts: {vps: }}
+    db: {hosts: {vps: }}
+    cache: {hosts: {vps: }}
+"""
+
+NAMES = ["app_database_host", "app_broker_host", "app_beat_enabled", "app_release_enabled",
+         "app_web_enabled", "app_worker_enabled", "postgres_listen_address",
+         "redis_listen_address", "nginx_upstream_servers", "app_web_listen_address"]
+
+
+def test_single_server_keeps_everything_on_the_docker_network(ansible_vars):
+    vps = ansible_vars(SINGLE, NAMES)["vps"]
+    assert vps["app_database_host"] == "postgres"
+    assert vps["app_broker_host"] == "redis"
+    assert vps["postgres_listen_address"].strip() == ""
+    assert vps["redis_listen_address"].strip() == ""
+    assert vps["app_web_listen_address"].strip() == ""
+    assert vps["nginx_upstream_servers"] == ["web:8000"]
+    assert vps["app_beat_enabled"] is True and vps["app_release_enabled"] is True
+
+
+def test_several_hosts_talk_over_private_addresses(ansible_vars):
+    hosts = ansible_vars(MULTI, NAMES)
+    assert hosts["lb1"]["nginx_upstream_servers"] == ["10.0.0.2:8000", "10.0.0.3:8000"]
+    for name in ("app1", "app2", "worker1", "worker2"):
+        assert hosts[name]["app_database_host"] == "10.0.0.5"
+        assert hosts[name]["app_broker_host"] == "10.0.0.5"
+    assert hosts["data1"]["postgres_listen_address"].strip() == "10.0.0.5"
+    assert hosts["app2"]["app_web_listen_address"].strip() == "10.0.0.3"
+
+
+def test_exactly_one_beat_and_one_release_host(ansible_vars):
+    hosts = ansible_vars(MULTI, NAMES)
+    assert [h for h, v in hosts.items() if v["app_beat_enabled"] is True] == ["worker1"]
+    assert [h for h, v in hosts.items() if v["app_release_enabled"] is True] == ["app1"]
+    assert hosts["worker1"]["app_web_enabled"] is False
+    assert hosts["app1"]["app_worker_enabled"] is False
