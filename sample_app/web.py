@@ -26,8 +26,8 @@ def create_app(settings, enqueue):
             except Exception as exc:  # any failure means not ready
                 log.warning("%s is not ready: %s", name, exc)
                 failed[name] = type(exc).__name__  # the class only: messages can hold addresses
-        status = 503 if failed else 200
-        return jsonify(status="unavailable" if failed else "ok", failed=failed, release=settings.release), status
+        body = jsonify(status="unavailable" if failed else "ok", failed=failed, release=settings.release)
+        return body, 503 if failed else 200
 
     @app.post("/tasks")
     def create_task():

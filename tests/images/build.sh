@@ -64,7 +64,10 @@ build_dir() {  # name dir
   local name=$1 dir=$2
   [ "${dir:0:1}" = / ] || dir="$here/$dir"
   log "building $name"
-  DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE_IMAGE=$base_image" -t "$name" "$dir" >/dev/null
+  # The legacy builder: this Docker has no buildx. Its output is shown only when it fails.
+  local out
+  out=$(DOCKER_BUILDKIT=0 docker build --build-arg "BASE_IMAGE=$base_image" -t "$name" "$dir" 2>&1) ||
+    { printf '%s\n' "$out"; exit 1; }
 }
 
 save_archive() {

@@ -14,6 +14,8 @@ if [ ! -w "$output_dir" ]; then
 	echo "$0: ERROR: $template_dir exists, but $output_dir is not writable"
 	exit 0
 fi
+# A literal '${NAME} ' list of set variables for envsubst; names never contain spaces.
+# shellcheck disable=SC2016,SC2046
 defined_envs=$(printf '${%s} ' $(awk "END { for (name in ENVIRON) { print ( name ~ /${filter}/ ) ? name : \"\" } }" </dev/null))
 find "$template_dir" -follow -type f -name "*$suffix" -print | while read -r template; do
 	relative_path=${template#"$template_dir/"}

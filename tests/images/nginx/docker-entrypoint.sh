@@ -10,7 +10,9 @@ if [ "$1" = nginx ] || [ "$1" = nginx-debug ]; then
 		log "$0: /docker-entrypoint.d/ is not empty, will attempt to perform configuration"
 		for f in $(find /docker-entrypoint.d/ -follow -type f -print | sort -V); do
 			case "$f" in
-				*.envsh) if [ -x "$f" ]; then log "$0: Sourcing $f"; . "$f"; else log "$0: Ignoring $f, not executable"; fi ;;
+				*.envsh)
+					# shellcheck source=/dev/null
+					if [ -x "$f" ]; then log "$0: Sourcing $f"; . "$f"; else log "$0: Ignoring $f, not executable"; fi ;;
 				*.sh) if [ -x "$f" ]; then log "$0: Launching $f"; "$f"; else log "$0: Ignoring $f, not executable"; fi ;;
 				*) log "$0: Ignoring $f" ;;
 			esac

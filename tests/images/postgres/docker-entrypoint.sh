@@ -70,10 +70,8 @@ init_database_dir() {
 		done
 	fi
 	if [ -n "${POSTGRES_INITDB_WALDIR:-}" ]; then set -- --waldir "$POSTGRES_INITDB_WALDIR" "$@"; fi
-	# POSTGRES_INITDB_ARGS comes last so that it can override the default auth methods;
-	# eval keeps shell quoting inside it working as with the official image.
-	eval 'initdb --username="$POSTGRES_USER" --pwfile=<(printf "%s\n" "$POSTGRES_PASSWORD") \
-		--auth-host=scram-sha-256 --auth-local=trust '"$POSTGRES_INITDB_ARGS"' "$@"'
+	# eval keeps shell quoting inside POSTGRES_INITDB_ARGS working as with the official image.
+	eval 'initdb --username="$POSTGRES_USER" --pwfile=<(printf "%s\n" "$POSTGRES_PASSWORD") '"$POSTGRES_INITDB_ARGS"' "$@"'
 	if [[ "${LD_PRELOAD:-}" == */libnss_wrapper.so ]]; then
 		rm -f "$NSS_WRAPPER_PASSWD" "$NSS_WRAPPER_GROUP"
 		unset LD_PRELOAD NSS_WRAPPER_PASSWD NSS_WRAPPER_GROUP
@@ -92,15 +90,17 @@ setup_hba_conf() {
 process_sql() {
 	local cmd=(psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-password --no-psqlrc)
 	if [ -n "$POSTGRES_DB" ]; then cmd+=(--dbname "$POSTGRES_DB"); fi
-	PGHOST= PGHOSTADDR= "${cmd[@]}" "$@"
+	PGHOST='' PGHOSTADDR='' "${cmd[@]}" "$@"
 }
 
+# The database name comes from the outer POSTGRES_DB; psql must not connect to it yet.
+# shellcheck disable=SC2097,SC2098
 setup_db() {
 	local exists
-	exists=$(POSTGRES_DB= process_sql --dbname postgres --set db="$POSTGRES_DB" --tuples-only \
+	exists=$(POSTGRES_DB='' process_sql --dbname postgres --set db="$POSTGRES_DB" --tuples-only \
 		<<<"SELECT 1 FROM pg_database WHERE datname = :'db';")
 	if [ -z "$exists" ]; then
-		POSTGRES_DB= process_sql --dbname postgres --set db="$POSTGRES_DB" <<<'CREATE DATABASE :"db";'
+		POSTGRES_DB='' process_sql --dbname postgres --set db="$POSTGRES_DB" <<<'CREATE DATABASE :"db";'
 	fi
 }
 
@@ -109,8 +109,15 @@ process_init_files() {
 	for f; do
 		case "$f" in
 			*.sh)
-				if [ -x "$f" ]; then echo "$0: running $f"; "$f"
-				else echo "$0: sourcing $f"; . "$f"; fi ;;
+				if [ -x "$f" ]; then
+					echo "$0: running $f"
+					"$f"
+				else
+					echo "$0: sourcing $f"
+					# shellcheck source=/dev/null
+					. "$f"
+				fi
+				;;
 			*.sql) echo "$0: running $f"; process_sql -f "$f" ;;
 			*.sql.gz) echo "$0: running $f"; gunzip -c "$f" | process_sql ;;
 			*) echo "$0: ignoring $f" ;;
@@ -122,7 +129,7 @@ process_init_files() {
 temp_server_start() {
 	[ "$1" = postgres ] && shift
 	set -- "$@" -c listen_addresses='' -p "${PGPORT:-5432}"
-	NOTIFY_SOCKET= PGUSER="${PGUSER:-$POSTGRES_USER}" pg_ctl -D "$PGDATA" -o "$(printf '%q ' "$@")" -w start
+	NOTIFY_SOCKET='' PGUSER="${PGUSER:-$POSTGRES_USER}" pg_ctl -D "$PGDATA" -o "$(printf '%q ' "$@")" -w start
 }
 
 temp_server_stop() {
@@ -143,7 +150,7 @@ main() {
 		setup_env
 		create_db_directories
 		if [ "$(id -u)" = 0 ]; then
-			exec env HOME=/var/lib/postgresql setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
+			exec env HOME=/var/lib/postgresql setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 		fi
 		if [ -z "$DATABASE_ALREADY_EXISTS" ]; then
 			verify_minimum_env
