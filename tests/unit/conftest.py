@@ -13,11 +13,11 @@ VENV_BIN = Path(sys.executable).parent
 @pytest.fixture
 def ansible_vars(tmp_path):
     """Evaluate variables for every host of an inventory the way a playbook in playbooks/
-    sees them (with playbooks/group_vars/all/wiring.yml loaded). Returns {host: {var: value}}."""
+    sees them (with group_vars/all/wiring.yml loaded). Returns {host: {var: value}}."""
 
     def evaluate(inventory_yaml: str, names: list[str]) -> dict:
         (tmp_path / "hosts.yml").write_text(inventory_yaml)
-        (tmp_path / "group_vars").symlink_to(REPO / "playbooks" / "group_vars")
+        (tmp_path / "group_vars").symlink_to(REPO / "group_vars")
         out = tmp_path / "out"
         out.mkdir()
         (tmp_path / "probe.yml").write_text(

@@ -1,4 +1,4 @@
-"""The wiring in playbooks/group_vars/all/wiring.yml, evaluated for real inventories."""
+"""The wiring in group_vars/all/wiring.yml, evaluated for real inventories."""
 
 MULTI = """
 all:
