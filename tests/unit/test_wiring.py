@@ -55,3 +55,14 @@ def test_exactly_one_beat_and_one_release_host(ansible_vars):
     assert [h for h, v in hosts.items() if v["app_release_enabled"] is True] == ["app1"]
     assert hosts["worker1"]["app_web_enabled"] is False
     assert hosts["app1"]["app_worker_enabled"] is False
+
+
+def test_firewall_opens_each_tier_only_to_its_clients(ansible_vars):
+    hosts = ansible_vars(MULTI, ["firewall_rules"])
+    ports = {name: {r["port"]: r["sources"] for r in v["firewall_rules"]} for name, v in hosts.items()}
+    assert ports["lb1"] == {80: ["any"], 443: ["any"]}
+    clients = ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.6"]
+    assert sorted(ports["data1"][5432]) == clients
+    assert sorted(ports["data1"][6379]) == clients
+    assert ports["app1"] == {8000: ["10.0.0.1"]}
+    assert ports["worker1"] == {}
