@@ -42,6 +42,7 @@ def test_single_server_keeps_everything_on_the_docker_network(ansible_vars):
 def test_several_hosts_talk_over_private_addresses(ansible_vars):
     hosts = ansible_vars(MULTI, NAMES)
     assert hosts["lb1"]["nginx_upstream_servers"] == ["10.0.0.2:8000", "10.0.0.3:8000"]
+    assert hosts["app1"]["app_web_listen_address"] == "10.0.0.2"
     for name in ("app1", "app2", "worker1", "worker2"):
         assert hosts[name]["app_database_host"] == "10.0.0.5"
         assert hosts[name]["app_broker_host"] == "10.0.0.5"
@@ -66,3 +67,11 @@ def test_firewall_opens_each_tier_only_to_its_clients(ansible_vars):
     assert sorted(ports["data1"][6379]) == clients
     assert ports["app1"] == {8000: ["10.0.0.1"]}
     assert ports["worker1"] == {}
+
+
+def test_an_lb_that_is_also_one_of_several_app_hosts_balances_by_address(ansible_vars):
+    inventory = MULTI.replace("lb: {hosts: {lb1: {stack_private_address: 10.0.0.1}}}",
+                              "lb: {hosts: {app1: }}")
+    hosts = ansible_vars(inventory, ["nginx_upstream_servers", "app_web_listen_address"])
+    assert hosts["app1"]["nginx_upstream_servers"] == ["10.0.0.2:8000", "10.0.0.3:8000"]
+    assert hosts["app1"]["app_web_listen_address"] == "10.0.0.2"
