@@ -44,7 +44,7 @@ def test_request_task_row_path(host):
             break
         time.sleep(1)
     assert status == 200, f"the worker never wrote the row for {task_id}:\n" + logs(host)
-    assert json.loads(body)["note"] == "molecule"
+    assert json.loads(body)["result"]["note"] == "molecule"
 
 
 def test_beat_ticks(host):
