@@ -152,8 +152,8 @@ def test_the_port_is_published_only_on_the_given_address(address, published):
 
 def test_data_lives_on_the_named_volume_or_the_host_path():
     project = compose(postgres_stack_name="shop")
-    assert "data:/var/lib/postgresql/data" in project["services"]["postgres"]["volumes"]
-    assert project["volumes"] == {"data": {"name": "shop-postgres-data"}}
+    assert "shop-postgres-data:/var/lib/postgresql/data" in project["services"]["postgres"]["volumes"]
+    assert project["volumes"] == {"shop-postgres-data": {"name": "shop-postgres-data"}}
     project = compose(postgres_data_path="/srv/pg data")
     assert "/srv/pg data:/var/lib/postgresql/data" in project["services"]["postgres"]["volumes"]
     assert "volumes" not in project

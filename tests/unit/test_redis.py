@@ -148,7 +148,8 @@ def test_a_second_instance_gets_its_own_service_project_volume_and_port():
     service = project["services"]["redis-cache"]
     assert service["ports"] == ["192.168.1.10:6380:6380"]
     assert "-p 6380 ping" in service["healthcheck"]["test"][1]
-    assert project["volumes"] == {"data": {"name": "shop-redis-cache-data"}}
+    assert "shop-redis-cache-data:/data" in service["volumes"]
+    assert project["volumes"] == {"shop-redis-cache-data": {"name": "shop-redis-cache-data"}}
     assert project["networks"]["default"] == {"name": "shop", "external": True}
 
 
