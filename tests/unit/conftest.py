@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -38,3 +39,27 @@ def ansible_vars(tmp_path):
         return {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
 
     return evaluate
+
+
+def validate_role_cases(role: str, cases: dict, valid: dict, tmp: Path) -> dict:
+    """Runs roles/<role>'s validate entry point once per case, a host each with the valid
+    inputs plus the case's own, and returns {case: failure message or None}."""
+    hosts = {name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                    **valid, **inputs} for name, (inputs, _) in cases.items()}
+    (tmp / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    (tmp / "validate.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        f"    - ansible.builtin.include_role:\n        name: {role}\n        tasks_from: validate\n")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
+               ANSIBLE_ROLES_PATH=str(REPO / "roles"))
+    result = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(tmp / "hosts.yml"),
+                             str(tmp / "validate.yml")], cwd=tmp, env=env, capture_output=True, text=True)
+    report = json.loads(result.stdout)
+    failures = {name: None for name in cases}
+    for task in report["plays"][0]["tasks"]:
+        for name, outcome in task["hosts"].items():
+            if outcome.get("failed") and failures[name] is None:
+                # A loop only says that an item failed: take the failed assertions' messages.
+                items = [item["msg"] for item in outcome.get("results", []) if "assertion" in item]
+                failures[name] = " ".join(items) or outcome.get("msg", "")
+    return failures

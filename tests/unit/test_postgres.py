@@ -1,6 +1,7 @@
 """The postgres role without a test host: the settings it derives from the memory and CPU
 limits, the postgresql.conf and compose.yaml it renders for edge-case inputs, and the
 validation that stops bad input before anything changes, naming the variable."""
+from conftest import validate_role_cases
 import json
 import os
 import re
@@ -189,28 +190,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def validation(tmp_path_factory):
-    """Runs the role's validate entry point once per case (a host each) and returns
-    {case: failure message or None}."""
-    tmp = tmp_path_factory.mktemp("validate")
-    hosts = {name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                    **VALID, **inputs} for name, (inputs, _) in CASES.items()}
-    (tmp / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
-    (tmp / "validate.yml").write_text(
-        "- hosts: all\n  gather_facts: false\n  tasks:\n"
-        "    - ansible.builtin.include_role:\n        name: postgres\n        tasks_from: validate\n")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
-               ANSIBLE_ROLES_PATH=str(REPO / "roles"))
-    result = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(tmp / "hosts.yml"),
-                             str(tmp / "validate.yml")], cwd=tmp, env=env, capture_output=True, text=True)
-    report = json.loads(result.stdout)
-    failures = {name: None for name in CASES}
-    for task in report["plays"][0]["tasks"]:
-        for name, outcome in task["hosts"].items():
-            if outcome.get("failed") and failures[name] is None:
-                # A loop only says that an item failed: take the failed assertions' messages.
-                items = [item["msg"] for item in outcome.get("results", []) if "assertion" in item]
-                failures[name] = " ".join(items) or outcome.get("msg", "")
-    return failures
+    return validate_role_cases("postgres", CASES, VALID, tmp_path_factory.mktemp("validate"))
 
 
 @pytest.mark.parametrize("case", CASES)
