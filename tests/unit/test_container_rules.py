@@ -33,7 +33,7 @@ LOCAL_FILES = sorted(REPO.glob("compose/*/compose.yaml"))
 # Realistic inputs: those the Molecule web scenario deploys the stack with (real passwords,
 # the test images, extra services), plus the host facts templates read.
 WEB_INPUTS = yaml.safe_load((REPO / "molecule" / "web" / "vars" / "inputs.yml").read_text())
-FACTS = {"ansible_memtotal_mb": 4096, "ansible_processor_vcpus": 2}
+FACTS = {"ansible_memtotal_mb": 4096, "ansible_processor_vcpus": 2, "group_names": ["app", "lb"]}
 # Each role is also rendered with every optional part switched on (published ports, media,
 # a second instance...), so that no branch of a template escapes the rules.
 VARIANTS = {
@@ -42,6 +42,14 @@ VARIANTS = {
     "app": [{}, {"app_media_path": "/app/media", "app_web_listen_address": "10.0.0.6",
                  "app_worker_queues": ["mail"]}],
     "nginx": [{}, {"nginx_tls_enabled": False}],
+    "extra_services": [{}, {"extra_services_list": [
+        {"name": "search", "image": "getmeili/meilisearch:v1.10", "groups": ["app"], "user": "1000:1000",
+         "command": "meilisearch --db-path /data", "ports": ["127.0.0.1:7700:7700"],
+         "volumes": ["search-data:/data"], "secret_files": {"master_key": "k"},
+         "environment": {"MEILI_MASTER_KEY_FILE": "/run/secrets/master_key"},
+         "healthcheck": {"test": "curl -fsS http://127.0.0.1:7700/health"}},
+        {"name": "frontend", "image": "shop/frontend:1", "groups": ["lb"], "memory_limit": "64m",
+         "pids_limit": 32, "healthcheck": {"test": ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/"]}}]}],
 }
 
 # (role, service, rule): why the rule does not apply there. Nothing else is exempt.
