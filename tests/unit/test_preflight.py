@@ -1,7 +1,11 @@
 """roles/preflight without a server: each way a host or an inventory is unfit fails with a
 message naming what to fix, one test per failure. The host's facts are given here;
 molecule/hardening runs playbooks/preflight.yml against a real test host."""
+import re
+from pathlib import Path
+
 import pytest
+import yaml
 
 from test_app import failure_message
 
@@ -73,3 +77,15 @@ def test_an_empty_or_missing_secret_names_the_vault_variable(secret):
 
 def test_bad_preflight_settings_are_named():
     assert "preflight_disk_path an absolute path (it is 'docker')" in message(preflight_disk_path="docker")
+
+
+def test_every_example_inventory_has_an_example_vault_with_every_required_secret():
+    repo = Path(__file__).resolve().parents[2]
+    required = set(yaml.safe_load((repo / "roles/preflight/defaults/main.yml").read_text())["preflight_required_secrets"])
+    generated = set(re.findall(r'"(vault_\w+)":', (repo / "scripts/generate-secrets").read_text()))
+    assert required <= generated, "scripts/generate-secrets must create every secret the preflight requires"
+    examples = sorted(repo.glob("inventories/example-*"))
+    assert examples
+    for inventory in examples:
+        vault = yaml.safe_load((inventory / "group_vars/all/vault.yml.example").read_text())
+        assert set(vault) == generated, inventory.name
