@@ -55,8 +55,22 @@ def render_role_template(role, template, **inputs):
 def failed_checks(role, **inputs):
     """[name] of the first assert in the role's tasks/validate.yml that fails for these inputs
     (a play stops there too), or []."""
+    failure = first_failure(role, **inputs)
+    return [failure[0]] if failure else []
+
+
+def failure_message(role, **inputs):
+    """The fail_msg the first failing assert of the role's tasks/validate.yml prints, or None."""
+    failure = first_failure(role, **inputs)
+    return " ".join(failure[1].template(trust_as_template(failure[2])).split()) if failure else None
+
+
+def first_failure(role, **inputs):
+    """(task name, templar of the failing item, fail_msg) of the first failing assert, or None."""
     templar = role_templar(role, inputs)
     for task in yaml.safe_load((REPO / "roles" / role / "tasks" / "validate.yml").read_text()):
+        if "ansible.builtin.assert" not in task:
+            continue  # a read-only probe; the test gives its registered result as an input
         conditions = task["ansible.builtin.assert"]["that"]
         conditions = conditions if isinstance(conditions, list) else [conditions]
         task_templar = templar.copy_with_new_env()
@@ -70,8 +84,8 @@ def failed_checks(role, **inputs):
             item_templar = task_templar.copy_with_new_env()
             item_templar.available_variables = {**task_templar.available_variables, "item": item}
             if not all(item_templar.evaluate_conditional(trust_as_template(c)) for c in conditions):
-                return [task["name"]]
-    return []
+                return task["name"], item_templar, task["ansible.builtin.assert"].get("fail_msg", "")
+    return None
 
 
 SAMPLE = {

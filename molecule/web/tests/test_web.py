@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 INPUTS = yaml.safe_load((Path(__file__).parents[1] / "vars" / "inputs.yml").read_text())
-PROJECTS = ("shop-app", "shop-nginx")
+PROJECTS = ("shop-app", "shop-nginx", "shop-extra")
 
 
 def logs(host):
@@ -186,3 +186,25 @@ def test_a_client_sending_too_fast_is_rate_limited(host):
     codes = host.check_output(
         "for i in $(seq 60); do curl -sk -o /dev/null -w '%{http_code}\\n' https://localhost/health; done")
     assert "429" in codes.split(), codes
+
+
+def test_the_app_reaches_the_extra_service_by_name(host):
+    """api2 (roles/extra_services) runs beside the stack on its network: the web container
+    reaches it by name, and its /ready proves its *_FILE secrets reached PostgreSQL and Redis."""
+    script = ("import json, urllib.request; r = urllib.request.urlopen('http://api2:8001/ready', timeout=10); "
+              "print(r.status, json.load(r)['release'])")
+    out = host.run(f"docker exec shop-app-web-1 python3 -c \"{script}\"")
+    assert out.rc == 0 and out.stdout.split() == ["200", "extra-api2"], f"{out.stdout}{out.stderr}\n{logs(host)}"
+    running = {container["Config"]["Labels"]["com.docker.compose.service"]: container["State"]["Health"]["Status"]
+               for container in containers(host, "shop-extra")}
+    assert running == {"api2": "healthy"}, logs(host)
+
+
+def test_the_extra_service_secrets_are_private_and_a_dropped_service_is_gone(host):
+    for name in ("database_url", "broker_url"):
+        secret = host.file(f"/opt/shop/extra_services/secrets/api2/{name}")
+        assert secret.mode == 0o600 and secret.uid == 1000, name
+    compose = host.file("/opt/shop/extra_services/compose.yaml").content_string
+    assert "api3" not in compose and INPUTS["postgres_password"] not in compose
+    assert not host.file("/opt/shop/extra_services/secrets/api3").exists
+    assert host.check_output("docker ps -aq --filter name=shop-extra-api3") == ""
