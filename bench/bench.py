@@ -187,7 +187,7 @@ VARIANTS = {
 
 def run_site(inventory, log_name, env_extra=None):
     env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_NOCOLOR="1", ANSIBLE_SSH_CONTROL_PATH_DIR=str(WORK / "cp"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_SSH_CONTROL_PATH_DIR=str(WORK / f"cp-{os.getpid()}"),
                # Per-task times in the log, and the slowest tasks in the results.
                ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks",
                PROFILE_TASKS_TASK_OUTPUT_LIMIT="8")
@@ -238,14 +238,18 @@ def floor(names, bundle_dir):
     return {}
 
 
-def deploy_against_floor(count, ssh_key, baseline_packages, label, converged=None):
-    """site.yml on `count` fresh hosts, then the floor on `count` fresh hosts. converged(names)
-    runs in between, on the hosts site.yml converged."""
+def deploy_against_floor(count, ssh_key, baseline_packages, label, results, save, converged=None):
+    """site.yml on `count` fresh hosts, then the floor on `count` fresh hosts, appended to
+    results as soon as each is known. converged(names) runs in between, on the hosts site.yml
+    converged."""
     names = host_names(count)
     log(f"{label}: fresh hosts {', '.join(names)}, site.yml")
     start_hosts(names)
     deployer = measured(deploy, names, ssh_key, f"{label}-site")
     log(f"{label}: site.yml {deployer['seconds']} s, changed={deployer['changed']}")
+    entry = {"hosts": count, "deployer": deployer}
+    results.append(entry)
+    save()
     bundle_dir = WORK / f"bundle-{PREFIX}{count}"
     capture_bundles(names, bundle_dir, baseline_packages)
     if converged:
@@ -254,26 +258,27 @@ def deploy_against_floor(count, ssh_key, baseline_packages, label, converged=Non
     start_hosts(names)
     bare = measured(floor, names, bundle_dir)
     log(f"{label}: floor {bare['seconds']} s")
-    return {"hosts": count, "deployer": deployer, "floor": bare,
-            "ratio": round(deployer["seconds"] / bare["seconds"], 2)}
+    entry.update({"floor": bare, "ratio": round(deployer["seconds"] / bare["seconds"], 2)})
+    save()
 
 
 # --- no-op re-runs ----------------------------------------------------------------------
 
-def noop_runs(names, ssh_key, variants):
-    results = []
+def noop_runs(names, ssh_key, variants, results, save):
+    """Appends one result per variant to results, calling save() after each."""
     for variant in variants:
         connection, env = VARIANTS[variant]
-        inventory = WORK / f"inventory-noop-{connection}"
+        inventory = WORK / f"inventory-noop-{PREFIX}{len(names)}-{connection}"
         write_inventory(inventory, names, connection=connection, ssh_key=ssh_key)
-        shutil.rmtree(WORK / "cp", ignore_errors=True)
-        (WORK / "cp").mkdir()
+        # A new control path directory: each variant opens its own SSH connections.
+        shutil.rmtree(WORK / f"cp-{os.getpid()}", ignore_errors=True)
+        (WORK / f"cp-{os.getpid()}").mkdir()
         slug = re.sub(r"[^a-z0-9]+", "-", variant.lower()).strip("-")
         result = measured(run_site, inventory, f"noop-{slug}", env)
         result["variant"] = variant
         log(f"no-op [{variant}]: {result['seconds']} s, changed={result['changed']}")
         results.append(result)
-    return results
+        save()
 
 
 # --- HTTP -------------------------------------------------------------------------------
@@ -348,9 +353,10 @@ def markdown(data):
                   "| hosts | site.yml (s) | changed | floor (s) | ratio | load site.yml | load floor |",
                   "|---:|---:|---:|---:|---:|---|---|"]
         for d in data["deploys"]:
+            floor_s, ratio, floor_load = ((d["floor"]["seconds"], f"**{d['ratio']}**", fmt_load(d["floor"]))
+                                          if "floor" in d else ("(not reached)", "", ""))
             lines.append(f"| {d['hosts']} | {d['deployer']['seconds']} | {d['deployer']['changed']} | "
-                         f"{d['floor']['seconds']} | **{d['ratio']}** | {fmt_load(d['deployer'])} | "
-                         f"{fmt_load(d['floor'])} |")
+                         f"{floor_s} | {ratio} | {fmt_load(d['deployer'])} | {floor_load} |")
         lines.append("")
         for d in data["deploys"]:
             if d["deployer"].get("slowest_tasks"):
@@ -415,8 +421,7 @@ def main():
     counts = [int(c) for c in args.scale.split(",") if c]
     if args.noop_only:
         names = host_names(1)
-        data["noop"] = noop_runs(names, ssh_key, variants)
-        save()
+        noop_runs(names, ssh_key, variants, data["noop"], save)
         log(f"wrote {out_md.relative_to(REPO)} and {out_json.relative_to(REPO)}")
         print(out_md.read_text())
         return
@@ -425,18 +430,15 @@ def main():
         # serves the no-op re-runs and the HTTP load.
         if 1 in counts:
             def converged(names):
-                data["noop"] = noop_runs(names, ssh_key, variants)
-                save()
+                noop_runs(names, ssh_key, variants, data["noop"], save)
                 if args.http_seconds > 0:
                     data["http"] = http_bench(names[0], args.http_seconds, args.http_connections)
                     save()
-            data["deploys"].append(deploy_against_floor(1, ssh_key, baseline, "hosts-1", converged))
-            save()
+            deploy_against_floor(1, ssh_key, baseline, "hosts-1", data["deploys"], save, converged)
         for count in counts:
             if count == 1:
                 continue
-            data["deploys"].append(deploy_against_floor(count, ssh_key, baseline, f"hosts-{count}"))
-            save()
+            deploy_against_floor(count, ssh_key, baseline, f"hosts-{count}", data["deploys"], save)
     finally:
         save()
         if not args.keep:
