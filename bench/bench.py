@@ -291,6 +291,9 @@ def parse_wrk(text):
     requests = re.search(r"(\d+) requests in", text)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
     errors = re.search(r"Socket errors:(.*)", text)
+    timeouts = re.search(r"timeout (\d+)", errors.group(1)) if errors else None
+    if requests and timeouts and int(timeouts.group(1)) >= int(requests.group(1)):
+        latency = {}  # every request timed out (wrk gives up after 2 s): wrk prints 0 latencies
     return {"requests_per_second": float(rps.group(1)) if rps else None,
             "p50_ms": round(latency.get("50"), 2) if "50" in latency else None,
             "p99_ms": round(latency.get("99"), 2) if "99" in latency else None,
@@ -379,6 +382,10 @@ def markdown(data):
             lines.append(f"| {h['path']} | {h['target']} | {h['requests_per_second']} | {h['p50_ms']} | "
                          f"{h['p99_ms']} | {h['non_2xx']} | {fmt_load(h)} |")
         lines.append("")
+    if data.get("floor_only"):
+        f = data["floor_only"]
+        lines += ["## Floor only", "", f"`bench/floor.sh` on {f['hosts']} fresh host(s) from the files of an earlier "
+                  f"site.yml run ({f['bundle']}): **{f['seconds']} s**, load {fmt_load(f)}.", ""]
     lines.append(f"Finished {data['finished']}; wall time of the whole bench {data['total_seconds']} s.")
     return "\n".join(lines) + "\n"
 
@@ -391,6 +398,11 @@ def main():
     parser.add_argument("--http-seconds", type=int, default=10)
     parser.add_argument("--http-connections", type=int, default=16)
     parser.add_argument("--keep", action="store_true", help="leave the test hosts running at the end")
+    parser.add_argument("--floor-only", metavar="BUNDLE_DIR", type=pathlib.Path,
+                        help="only the floor, on fresh hosts, from the files an earlier run's site.yml "
+                             "left in BUNDLE_DIR (bench/.work/bundle-*); single-host bundles hold no address")
+    parser.add_argument("--http-only", action="store_true",
+                        help="only the HTTP load, on bench-h1 as an earlier run left it (with --keep)")
     parser.add_argument("--noop-only", action="store_true",
                         help="only the no-op variants, on bench-h1 as an earlier run left it converged "
                              "(with --keep); the host is kept")
@@ -419,6 +431,33 @@ def main():
 
     variants = [list(VARIANTS)[int(i)] for i in args.variants.split(",") if i != ""]
     counts = [int(c) for c in args.scale.split(",") if c]
+    if args.floor_only:
+        sources = sorted(args.floor_only.glob("*.tar"))
+        names = host_names(len(sources))
+        bundle_dir = WORK / f"bundle-{PREFIX}-floor-only"
+        shutil.rmtree(bundle_dir, ignore_errors=True)
+        bundle_dir.mkdir(parents=True)
+        for name, source in zip(names, sources):
+            shutil.copy(source, bundle_dir / f"{name}.tar")
+            shutil.copy(source.with_suffix(".packages"), bundle_dir / f"{name}.packages")
+        try:
+            log(f"floor only: fresh hosts {', '.join(names)}")
+            start_hosts(names)
+            entry = measured(floor, names, bundle_dir)
+            entry.update({"hosts": len(names), "bundle": str(args.floor_only)})
+            data["floor_only"] = entry
+            log(f"floor only: {entry['seconds']} s")
+            save()
+        finally:
+            if not args.keep:
+                remove_hosts()
+                sh("docker", "network", "rm", NETWORK, check=False)
+        return
+    if args.http_only:
+        data["http"] = http_bench(host_names(1)[0], args.http_seconds, args.http_connections)
+        save()
+        log(f"wrote {out_md.relative_to(REPO)} and {out_json.relative_to(REPO)}")
+        return
     if args.noop_only:
         names = host_names(1)
         noop_runs(names, ssh_key, variants, data["noop"], save)
