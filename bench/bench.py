@@ -335,7 +335,7 @@ def machine():
         "memory_gib": round(int(mem.group(1)) / 1048576, 1) if mem else None,
         "docker_server": sh("docker", "version", "-f", "{{.Server.Version}}", check=False).strip(),
         "ansible_core": sh("ansible", "--version").splitlines()[0],
-        "mitogen": sh(sys.executable, "-c", "import mitogen; print(mitogen.__version__)", check=False).strip(),
+        "mitogen": sh(sys.executable, "-c", "import mitogen; print('.'.join(map(str, mitogen.__version__)))", check=False).strip(),
         "host_image": HOST_IMAGE,
     }
 
