@@ -1,0 +1,491 @@
+#!/usr/bin/env python3
+"""How fast the deployer is, measured the same way every time (run it with bench/run).
+
+Every measurement starts fresh test hosts (systemd containers named bench-h*, on the docker
+network bench-net with fixed addresses) on this machine, and each deploy is timed against a
+floor measured in the same run: bench/floor.sh on identical fresh hosts doing the least work
+that gives the same healthy stack. The results go to bench/results/<timestamp>.{json,md}.
+"""
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+WORK = BENCH / ".work"
+RESULTS = BENCH / "results"
+ARCHIVE = REPO / ".cache/images/stack-images.tar"
+HOST_IMAGE = "deployer-test/host:trixie"
+# BENCH_PREFIX and BENCH_SUBNET let two benches run side by side (their figures then disturb
+# each other: say so with the results).
+PREFIX = os.environ.get("BENCH_PREFIX", "bench-h")
+NETWORK = PREFIX + "-net"
+SUBNET = os.environ.get("BENCH_SUBNET", "10.213.7.0/24")
+STACK = "shop"
+RELEASE_COMMAND = ["python3", "-m", "sample_app.migrate"]
+
+# Targets from issue #11.
+COLD_RATIO_TARGET = 1.5
+NOOP_SECONDS_TARGET = 30
+
+# The options every systemd test host gets (as molecule/resources/tasks/start-test-host.yml).
+HOST_RUN_OPTIONS = [
+    "--cap-add=ALL", "--cap-drop=SYS_RESOURCE", "--cap-drop=SYS_TIME",
+    "--cap-drop=SYS_MODULE", "--cap-drop=SYS_BOOT",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/var/lib/docker:exec",
+]
+
+# The inventory settings of the bench: the sandbox's, with test-only secrets and the
+# per-client rate limit off (with it on, a load generator measures nginx's 429 answers).
+GROUP_VARS = {
+    "stack_name": STACK,
+    "stack_domains": ["localhost"],
+    "vault_postgres_password": "bench-only-postgres-password",
+    "vault_redis_password": "bench-only-redis-password",
+    "vault_app_secret_key": "bench-only-secret-key",
+    **{f"{role}_image_source": "archive" for role in ("postgres", "redis", "nginx", "app")},
+    **{f"{role}_image_archive": str(ARCHIVE) for role in ("postgres", "redis", "nginx", "app")},
+    "postgres_image": "deployer-test/postgres:17",
+    "redis_image": "deployer-test/redis:8",
+    "nginx_image": "deployer-test/nginx:1.26",
+    "app_image": "deployer-sample/app:1",
+    "app_module": "sample_app.wsgi:app",
+    "app_celery_app": "sample_app.tasks:celery",
+    "app_release_command": RELEASE_COMMAND,
+    "tls_mode": "selfsigned",
+    "nginx_rate_limit_enabled": False,
+}
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def sh(*argv, check=True, capture=True, **kwargs):
+    result = subprocess.run(argv, check=False, text=True,
+                            stdout=subprocess.PIPE if capture else None,
+                            stderr=subprocess.STDOUT if capture else None, **kwargs)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, argv))} failed ({result.returncode}):\n"
+                           f"{(result.stdout or '')[-3000:]}")
+    return result.stdout or ""
+
+
+def load_average():
+    return [float(x) for x in pathlib.Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def measured(function, *args, **kwargs):
+    """Runs function and returns its result dict with wall time and load before and after."""
+    before = load_average()
+    start = time.monotonic()
+    result = function(*args, **kwargs) or {}
+    result["seconds"] = round(time.monotonic() - start, 1)
+    result["load_before"] = before
+    result["load_after"] = load_average()
+    return result
+
+
+# --- test hosts -------------------------------------------------------------------------
+
+def host_names(count):
+    return [f"{PREFIX}{i}" for i in range(1, count + 1)]
+
+
+def host_address(name):
+    return SUBNET.rsplit(".", 1)[0] + "." + str(10 + int(name.removeprefix(PREFIX)))
+
+
+def remove_hosts():
+    names = sh("docker", "ps", "-aq", "--filter", f"name=^{PREFIX}[0-9]+$").split()
+    if names:
+        sh("docker", "rm", "-f", "-v", *names)
+
+
+def start_hosts(names):
+    """Fresh test hosts with fixed addresses: the floor reuses the deployer's rendered files."""
+    remove_hosts()
+    if sh("docker", "network", "ls", "-q", "--filter", f"name=^{NETWORK}$").strip() == "":
+        sh("docker", "network", "create", "--subnet", SUBNET, NETWORK)
+    for name in names:
+        sh("docker", "run", "-d", "--name", name, "--hostname", name, "--network", NETWORK,
+           "--ip", host_address(name), *HOST_RUN_OPTIONS, HOST_IMAGE, "/sbin/init")
+    for name in names:
+        for _ in range(60):
+            state = sh("docker", "exec", name, "timeout", "60", "systemctl",
+                       "is-system-running", "--wait", check=False).strip()
+            if state in ("running", "degraded"):
+                break
+            time.sleep(1)
+        else:
+            raise RuntimeError(f"{name} did not finish booting: {state}")
+
+
+def wait_ready(lb, timeout=120):
+    """The stack is healthy when /ready (app + PostgreSQL + Redis) answers through nginx."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subprocess.run(["docker", "exec", lb, "curl", "-fsk", "-o", "/dev/null", "--max-time", "5",
+                           "https://127.0.0.1/ready"], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"https://127.0.0.1/ready on {lb} did not answer within {timeout} s")
+
+
+# --- the deployer -----------------------------------------------------------------------
+
+def write_inventory(path, names, connection="docker", ssh_key=None):
+    """names[0] holds every tier; the others are further app hosts."""
+    shutil.rmtree(path, ignore_errors=True)
+    (path / "group_vars/all").mkdir(parents=True)
+    first = names[0]
+    hosts = {}
+    for name in names:
+        if connection == "docker":
+            hosts[name] = {"ansible_connection": "docker"}
+        else:
+            hosts[name] = {"ansible_connection": "ssh", "ansible_host": host_address(name),
+                           "ansible_user": "deploy", "ansible_become": True,
+                           "ansible_ssh_private_key_file": str(ssh_key)}
+    inventory = {"all": {"hosts": hosts, "children": {
+        "lb": {"hosts": {first: None}},
+        "app": {"hosts": {name: None for name in names}},
+        "worker": {"hosts": {first: None}},
+        "db": {"hosts": {first: None}},
+        "cache": {"hosts": {first: None}},
+    }}}
+    (path / "hosts.json").write_text(json.dumps(inventory, indent=2) + "\n")
+    group_vars = dict(GROUP_VARS)
+    group_vars["base_deploy_authorized_keys"] = [ssh_key.with_suffix(".pub").read_text().strip()]
+    (path / "group_vars/all/main.json").write_text(json.dumps(group_vars, indent=2) + "\n")
+
+
+VARIANTS = {
+    # name: (connection, environment)
+    "docker-exec, no pipelining": ("docker", {"ANSIBLE_PIPELINING": "false"}),
+    "docker-exec, pipelining (default)": ("docker", {"ANSIBLE_PIPELINING": "true"}),
+    "docker-exec, pipelining, mitogen_linear": ("docker", {"ANSIBLE_PIPELINING": "true",
+                                                           "ANSIBLE_STRATEGY": "mitogen_linear"}),
+    "ssh, no pipelining, no connection reuse": ("ssh", {
+        "ANSIBLE_PIPELINING": "false", "ANSIBLE_SSH_ARGS": "-o ControlMaster=no"}),
+    "ssh, pipelining + ControlPersist (default)": ("ssh", {"ANSIBLE_PIPELINING": "true"}),
+    "ssh, pipelining, mitogen_linear": ("ssh", {"ANSIBLE_PIPELINING": "true",
+                                                "ANSIBLE_STRATEGY": "mitogen_linear"}),
+}
+
+
+def run_site(inventory, log_name, env_extra=None):
+    env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_NOCOLOR="1", ANSIBLE_SSH_CONTROL_PATH_DIR=str(WORK / f"cp-{os.getpid()}"),
+               # Per-task times in the log, and the slowest tasks in the results.
+               ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks",
+               PROFILE_TASKS_TASK_OUTPUT_LIMIT="8")
+    if env_extra:
+        env.update(env_extra)
+    log_path = WORK / "logs" / f"{PREFIX}-{log_name}.log"
+    with open(log_path, "w") as out:
+        rc = subprocess.run(["ansible-playbook", "site.yml", "-i", str(inventory)],
+                            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+    text = log_path.read_text()
+    if rc != 0:
+        raise RuntimeError(f"site.yml failed (rc {rc}); see {log_path}:\n{text[-3000:]}")
+    recap = {}
+    for host, fields in re.findall(rf"^({re.escape(PREFIX)}\d+)\s*:\s*(ok=.*)$", text, re.M):
+        recap[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", fields)}
+    slowest = re.findall(r"^(.+?) -+ (\d+\.\d+)s$", text.split("PLAY RECAP")[-1], re.M)
+    return {"recap": recap, "changed": sum(r.get("changed", 0) for r in recap.values()),
+            "tasks": sum(1 for line in text.splitlines() if line.startswith("TASK [")),
+            "slowest_tasks": [[name.strip(), float(sec)] for name, sec in slowest],
+            "log": str(log_path.relative_to(REPO))}
+
+
+def deploy(names, ssh_key, log_name):
+    inventory = WORK / f"inventory-{PREFIX}{len(names)}"
+    write_inventory(inventory, names, ssh_key=ssh_key)
+    result = run_site(inventory, log_name)
+    wait_ready(names[0])
+    return result
+
+
+def capture_bundles(names, bundle_dir, baseline_packages):
+    """What the deployer left on each host that the floor reuses: rendered files, packages."""
+    shutil.rmtree(bundle_dir, ignore_errors=True)
+    bundle_dir.mkdir(parents=True)
+    for name in names:
+        with open(bundle_dir / f"{name}.tar", "wb") as out:
+            subprocess.run(["docker", "exec", name, "sh", "-c",
+                            f"cd / && tar --numeric-owner -cpf - $(ls -d opt/{STACK} etc/{STACK} 2>/dev/null)"],
+                           stdout=out, check=True)
+        manual = set(sh("docker", "exec", name, "apt-mark", "showmanual").split())
+        (bundle_dir / f"{name}.packages").write_text("\n".join(sorted(manual - baseline_packages)) + "\n")
+
+
+def floor(names, bundle_dir):
+    env = dict(os.environ, FLOOR_STACK=STACK, FLOOR_RELEASE_COMMAND=" ".join(RELEASE_COMMAND))
+    sh(str(BENCH / "floor.sh"), str(ARCHIVE), str(bundle_dir), *names, env=env)
+    wait_ready(names[0])
+    return {}
+
+
+def deploy_against_floor(count, ssh_key, baseline_packages, label, results, save, converged=None):
+    """site.yml on `count` fresh hosts, then the floor on `count` fresh hosts, appended to
+    results as soon as each is known. converged(names) runs in between, on the hosts site.yml
+    converged."""
+    names = host_names(count)
+    log(f"{label}: fresh hosts {', '.join(names)}, site.yml")
+    start_hosts(names)
+    deployer = measured(deploy, names, ssh_key, f"{label}-site")
+    log(f"{label}: site.yml {deployer['seconds']} s, changed={deployer['changed']}")
+    entry = {"hosts": count, "deployer": deployer}
+    results.append(entry)
+    save()
+    bundle_dir = WORK / f"bundle-{PREFIX}{count}"
+    capture_bundles(names, bundle_dir, baseline_packages)
+    if converged:
+        converged(names)
+    log(f"{label}: fresh hosts, floor")
+    start_hosts(names)
+    bare = measured(floor, names, bundle_dir)
+    log(f"{label}: floor {bare['seconds']} s")
+    entry.update({"floor": bare, "ratio": round(deployer["seconds"] / bare["seconds"], 2)})
+    save()
+
+
+# --- no-op re-runs ----------------------------------------------------------------------
+
+def noop_runs(names, ssh_key, variants, results, save):
+    """Appends one result per variant to results, calling save() after each."""
+    for variant in variants:
+        connection, env = VARIANTS[variant]
+        inventory = WORK / f"inventory-noop-{PREFIX}{len(names)}-{connection}"
+        write_inventory(inventory, names, connection=connection, ssh_key=ssh_key)
+        # A new control path directory: each variant opens its own SSH connections.
+        shutil.rmtree(WORK / f"cp-{os.getpid()}", ignore_errors=True)
+        (WORK / f"cp-{os.getpid()}").mkdir()
+        slug = re.sub(r"[^a-z0-9]+", "-", variant.lower()).strip("-")
+        result = measured(run_site, inventory, f"noop-{slug}", env)
+        result["variant"] = variant
+        log(f"no-op [{variant}]: {result['seconds']} s, changed={result['changed']}")
+        results.append(result)
+        save()
+
+
+# --- HTTP -------------------------------------------------------------------------------
+
+def parse_wrk(text):
+    def ms(value, unit):
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+    rps = re.search(r"Requests/sec:\s*([\d.]+)", text)
+    latency = {p: ms(v, u) for p, v, u in re.findall(r"^\s*(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)}
+    requests = re.search(r"(\d+) requests in", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    errors = re.search(r"Socket errors:(.*)", text)
+    timeouts = re.search(r"timeout (\d+)", errors.group(1)) if errors else None
+    if requests and timeouts and int(timeouts.group(1)) >= int(requests.group(1)):
+        latency = {}  # every request timed out (wrk gives up after 2 s): wrk prints 0 latencies
+    return {"requests_per_second": float(rps.group(1)) if rps else None,
+            "p50_ms": round(latency.get("50"), 2) if "50" in latency else None,
+            "p99_ms": round(latency.get("99"), 2) if "99" in latency else None,
+            "requests": int(requests.group(1)) if requests else None,
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": errors.group(1).strip() if errors else ""}
+
+
+def http_bench(host, duration, connections):
+    """wrk inside the host (loopback and the host's own docker network only): through nginx
+    with TLS on 127.0.0.1:443, and straight to the web container's port."""
+    sh("docker", "exec", host, "sh", "-c",
+       "command -v wrk >/dev/null || (apt-get update -qq && "
+       "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)")
+    web = sh("docker", "exec", host, "docker", "inspect", "-f",
+             "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", f"{STACK}-app-web-1").strip()
+    results = []
+    for path in ("/health", "/ready"):
+        for target, base in (("nginx (TLS, HTTP/1.1)", "https://127.0.0.1"), ("app direct", f"http://{web}:8000")):
+            def run():
+                out = sh("docker", "exec", host, "wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s",
+                         "--latency", base + path)
+                return parse_wrk(out)
+            result = measured(run)
+            result.update({"path": path, "target": target, "connections": connections, "duration_s": duration})
+            log(f"http {target} {path}: {result['requests_per_second']} req/s, p99 {result['p99_ms']} ms")
+            results.append(result)
+    return results
+
+
+# --- report -----------------------------------------------------------------------------
+
+def machine():
+    cpu = re.search(r"model name\s*:\s*(.*)", pathlib.Path("/proc/cpuinfo").read_text())
+    mem = re.search(r"MemTotal:\s*(\d+)", pathlib.Path("/proc/meminfo").read_text())
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu.group(1) if cpu else "",
+        "memory_gib": round(int(mem.group(1)) / 1048576, 1) if mem else None,
+        "docker_server": sh("docker", "version", "-f", "{{.Server.Version}}", check=False).strip(),
+        "ansible_core": sh("ansible", "--version").splitlines()[0],
+        "mitogen": sh(sys.executable, "-c", "import mitogen; print('.'.join(map(str, mitogen.__version__)))", check=False).strip(),
+        "host_image": HOST_IMAGE,
+    }
+
+
+def fmt_load(result):
+    return f"{result['load_before'][0]:.2f} → {result['load_after'][0]:.2f}"
+
+
+def markdown(data):
+    m = data["machine"]
+    lines = [f"# Bench run {data['started']}", "",
+             f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Docker {m['docker_server']}, "
+             f"{m['ansible_core']}, mitogen {m['mitogen']}. Load average (1 min) before → after each "
+             "measurement is in the tables: this machine is shared, so figures are under load.", ""]
+    if data.get("deploys"):
+        lines += ["## Converge from fresh hosts against the floor", "",
+                  f"Target: ratio ≤ {COLD_RATIO_TARGET}. Floor: `bench/floor.sh` on identical fresh hosts.", "",
+                  "| hosts | site.yml (s) | changed | floor (s) | ratio | load site.yml | load floor |",
+                  "|---:|---:|---:|---:|---:|---|---|"]
+        for d in data["deploys"]:
+            floor_s, ratio, floor_load = ((d["floor"]["seconds"], f"**{d['ratio']}**", fmt_load(d["floor"]))
+                                          if "floor" in d else ("(not reached)", "", ""))
+            lines.append(f"| {d['hosts']} | {d['deployer']['seconds']} | {d['deployer']['changed']} | "
+                         f"{floor_s} | {ratio} | {fmt_load(d['deployer'])} | {floor_load} |")
+        lines.append("")
+        for d in data["deploys"]:
+            if d["deployer"].get("slowest_tasks"):
+                lines += [f"Slowest tasks of site.yml on {d['hosts']} host(s) (seconds): " + "; ".join(
+                    f"{name} {sec}" for name, sec in d["deployer"]["slowest_tasks"]), ""]
+    if data.get("noop"):
+        lines += ["## No-op re-run of site.yml on the converged single host", "",
+                  f"Target: changed=0 and ≤ {NOOP_SECONDS_TARGET} s.", "",
+                  "| connection and strategy | seconds | changed | load |", "|---|---:|---:|---|"]
+        for n in data["noop"]:
+            lines.append(f"| {n['variant']} | {n['seconds']} | {n['changed']} | {fmt_load(n)} |")
+        lines.append("")
+    if data.get("http"):
+        h = data["http"][0]
+        lines += ["## The deployed stack: nginx with TLS against the app directly", "",
+                  f"wrk, 2 threads, {h['connections']} keep-alive connections, {h['duration_s']} s each, run "
+                  "inside the single host (it shares the host's CPUs with the stack). Gunicorn, default workers.", "",
+                  "| path | target | req/s | p50 (ms) | p99 (ms) | non-2xx | load |", "|---|---|---:|---:|---:|---:|---|"]
+        for h in data["http"]:
+            lines.append(f"| {h['path']} | {h['target']} | {h['requests_per_second']} | {h['p50_ms']} | "
+                         f"{h['p99_ms']} | {h['non_2xx']} | {fmt_load(h)} |")
+        lines.append("")
+    if data.get("floor_only"):
+        f = data["floor_only"]
+        lines += ["## Floor only", "", f"`bench/floor.sh` on {f['hosts']} fresh host(s) from the files of an earlier "
+                  f"site.yml run ({f['bundle']}): **{f['seconds']} s**, load {fmt_load(f)}.", ""]
+    lines.append(f"Finished {data['finished']}; wall time of the whole bench {data['total_seconds']} s.")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="1,2,4", help="host counts to converge (default 1,2,4)")
+    parser.add_argument("--variants", default=",".join(str(i) for i in range(len(VARIANTS))),
+                        help="no-op variants by index: " + "; ".join(f"{i}={v}" for i, v in enumerate(VARIANTS)))
+    parser.add_argument("--http-seconds", type=int, default=10)
+    parser.add_argument("--http-connections", type=int, default=16)
+    parser.add_argument("--keep", action="store_true", help="leave the test hosts running at the end")
+    parser.add_argument("--floor-only", metavar="BUNDLE_DIR", type=pathlib.Path,
+                        help="only the floor, on fresh hosts, from the files an earlier run's site.yml "
+                             "left in BUNDLE_DIR (bench/.work/bundle-*); single-host bundles hold no address")
+    parser.add_argument("--http-only", action="store_true",
+                        help="only the HTTP load, on bench-h1 as an earlier run left it (with --keep)")
+    parser.add_argument("--noop-only", action="store_true",
+                        help="only the no-op variants, on bench-h1 as an earlier run left it converged "
+                             "(with --keep); the host is kept")
+    args = parser.parse_args()
+
+    # The mitogen variants use the opt-in of plugins/strategy/mitogen_linear.py (ansible.cfg).
+    if not ARCHIVE.exists():
+        sys.exit(f"{ARCHIVE} is missing: run scripts/setup-control-node first")
+    (WORK / "logs").mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(exist_ok=True)
+    ssh_key = WORK / "id_ed25519"
+    if not ssh_key.exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench-only", "-f", str(ssh_key))
+    baseline = set(sh("docker", "run", "--rm", HOST_IMAGE, "apt-mark", "showmanual").split())
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    data = {"started": stamp, "machine": machine(), "host_prefix": PREFIX, "deploys": [], "noop": [], "http": []}
+    start = time.monotonic()
+    out_json, out_md = RESULTS / f"{stamp}.json", RESULTS / f"{stamp}.md"
+
+    def save():
+        data["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        data["total_seconds"] = round(time.monotonic() - start)
+        out_json.write_text(json.dumps(data, indent=2) + "\n")
+        out_md.write_text(markdown(data))
+
+    variants = [list(VARIANTS)[int(i)] for i in args.variants.split(",") if i != ""]
+    counts = [int(c) for c in args.scale.split(",") if c]
+    if args.floor_only:
+        sources = sorted(args.floor_only.glob("*.tar"))
+        names = host_names(len(sources))
+        bundle_dir = WORK / f"bundle-{PREFIX}-floor-only"
+        shutil.rmtree(bundle_dir, ignore_errors=True)
+        bundle_dir.mkdir(parents=True)
+        for name, source in zip(names, sources):
+            shutil.copy(source, bundle_dir / f"{name}.tar")
+            shutil.copy(source.with_suffix(".packages"), bundle_dir / f"{name}.packages")
+        try:
+            log(f"floor only: fresh hosts {', '.join(names)}")
+            start_hosts(names)
+            entry = measured(floor, names, bundle_dir)
+            entry.update({"hosts": len(names), "bundle": str(args.floor_only)})
+            data["floor_only"] = entry
+            log(f"floor only: {entry['seconds']} s")
+            save()
+        finally:
+            if not args.keep:
+                remove_hosts()
+                sh("docker", "network", "rm", NETWORK, check=False)
+        return
+    if args.http_only:
+        data["http"] = http_bench(host_names(1)[0], args.http_seconds, args.http_connections)
+        save()
+        log(f"wrote {out_md.relative_to(REPO)} and {out_json.relative_to(REPO)}")
+        return
+    if args.noop_only:
+        names = host_names(1)
+        noop_runs(names, ssh_key, variants, data["noop"], save)
+        log(f"wrote {out_md.relative_to(REPO)} and {out_json.relative_to(REPO)}")
+        print(out_md.read_text())
+        return
+    try:
+        # The single host first: between its site.yml and its floor, the converged host
+        # serves the no-op re-runs and the HTTP load.
+        if 1 in counts:
+            def converged(names):
+                noop_runs(names, ssh_key, variants, data["noop"], save)
+                if args.http_seconds > 0:
+                    data["http"] = http_bench(names[0], args.http_seconds, args.http_connections)
+                    save()
+            deploy_against_floor(1, ssh_key, baseline, "hosts-1", data["deploys"], save, converged)
+        for count in counts:
+            if count == 1:
+                continue
+            deploy_against_floor(count, ssh_key, baseline, f"hosts-{count}", data["deploys"], save)
+    finally:
+        save()
+        if not args.keep:
+            remove_hosts()
+            sh("docker", "network", "rm", NETWORK, check=False)
+    log(f"wrote {out_md.relative_to(REPO)} and {out_json.relative_to(REPO)}")
+    print(out_md.read_text())
+
+
+if __name__ == "__main__":
+    main()
