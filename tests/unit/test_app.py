@@ -57,6 +57,8 @@ def failed_checks(role, **inputs):
     (a play stops there too), or []."""
     templar = role_templar(role, inputs)
     for task in yaml.safe_load((REPO / "roles" / role / "tasks" / "validate.yml").read_text()):
+        if "ansible.builtin.assert" not in task:  # a lookup on the server feeding an assert
+            continue
         conditions = task["ansible.builtin.assert"]["that"]
         conditions = conditions if isinstance(conditions, list) else [conditions]
         task_templar = templar.copy_with_new_env()
