@@ -127,6 +127,7 @@ def test_the_defaults_pass_validation():
     ({"nginx_static_locations": [{"url": "/static", "source": "/srv"}]}, "Check the static file locations"),
     ({"nginx_static_locations": [{"url": "/static/", "source": "a:b"}]}, "Check the static file locations"),
     ({"nginx_static_locations": [{"url": "/static/", "source": "/a b"}]}, "Check the static file locations"),
+    ({"nginx_acme_webroot": "var/lib/acme"}, "Check the ACME challenge directory"),
 ])
 def test_bad_inputs_fail_the_right_check(inputs, check):
     assert failed_checks("nginx", **inputs) == [check]
@@ -134,3 +135,23 @@ def test_bad_inputs_fail_the_right_check(inputs, check):
 
 def test_several_host_addresses_pass():
     assert failed_checks("nginx", nginx_upstream_servers=["10.0.0.2:8000", "[fd00::3]:8000", "app1.lan:8000"]) == []
+
+
+def test_the_acme_challenge_is_served_from_the_webroot_only_when_given():
+    http = server(conf(), 8080)
+    assert "location /.well-known/acme-challenge/ {\n            return 404;" in http
+    assert "/srv/acme" not in str(compose()["services"]["nginx"]["volumes"])
+    http = server(conf(nginx_acme_webroot="/var/lib/shop/acme-challenge"), 8080)
+    challenge = http[http.index("location /.well-known/acme-challenge/"):]
+    assert "root /srv/acme;" in challenge and "try_files $uri =404;" in challenge
+    assert challenge.index("try_files") < challenge.index("location / {")
+    volumes = compose(nginx_acme_webroot="/var/lib/shop/acme-challenge")["services"]["nginx"]["volumes"]
+    assert "/var/lib/shop/acme-challenge:/srv/acme:ro" in volumes
+
+
+def test_the_reload_script_signals_the_master_and_records_the_certificate():
+    script = render_role_template("nginx", "reload.sh.j2", nginx_stack_name="shop")
+    assert "docker compose --project-directory /opt/shop/nginx -p shop-nginx kill -s HUP nginx" in script
+    assert "sha256sum /etc/shop/tls/fullchain.pem" in script
+    assert "> /opt/shop/nginx/certificate.sha256" in script
+    assert "sha256sum" not in render_role_template("nginx", "reload.sh.j2", nginx_tls_enabled=False)

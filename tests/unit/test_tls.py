@@ -1,6 +1,7 @@
 """roles/tls without a server: the checks of a provided certificate (expired, key of another
 certificate) and the subject alternative names of a self-signed one."""
 import datetime
+import socket
 
 import pytest
 import yaml
@@ -9,7 +10,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from test_app import REPO, failed_checks, role_templar, trust_as_template
+from conftest import validate_role_cases
+from test_app import REPO, failed_checks, render_role_template, role_templar, trust_as_template
 
 KEY_CHECK = "Check that tls_private_key belongs to tls_certificate (edit both in the inventory's vault)"
 VALIDITY_CHECK = "Check that the provided certificate is set and still valid"
@@ -82,3 +84,108 @@ def test_subject_alternative_names_tell_addresses_from_names():
     assert templar.template(trust_as_template(expression)) == [
         "DNS:shop.example.com", "DNS:*.shop.example.com", "IP:192.0.2.7"]
 
+
+
+# -- acme mode ------------------------------------------------------------------------------
+
+ACME = {"tls_mode": "acme", "tls_domains": ["localhost"], "tls_acme_email": "ops@example.com",
+        "tls_acme_reload_command": "/opt/shop/nginx/reload", "tls_acme_hosts": ["lb1"]}
+ACME_CASES = {
+    "valid": ({}, None),
+    # This machine's own name resolves here (from /etc/hosts) like localhost.
+    "valid_two_names_staging": ({"tls_domains": ["localhost", socket.gethostname()],
+                                 "tls_acme_directory": "staging"}, None),
+    "valid_private_ca": ({"tls_acme_directory": "https://ca.internal:14000/dir",
+                          "tls_acme_ca_bundle": "/etc/ssl/private-ca.pem"}, None),
+    "no_email": ({"tls_acme_email": ""}, ["tls_acme_email"]),
+    "ip_address": ({"tls_domains": ["192.0.2.7"]}, ["tls_domains", "192.0.2.7"]),
+    "wildcard": ({"tls_domains": ["*.example.com"]}, ["tls_domains", "*.example.com", "wildcard"]),
+    "bad_name": ({"tls_domains": ["shop_example.com"]}, ["tls_domains", "shop_example.com"]),
+    "trailing_dash": ({"tls_domains": ["shop-.example.com"]}, ["tls_domains", "shop-.example.com"]),
+    "long_label": ({"tls_domains": ["a" * 64 + ".example.com"]}, ["tls_domains"]),
+    "no_names": ({"tls_domains": []}, ["tls_domains"]),
+    "plain_http_directory": ({"tls_acme_directory": "http://ca.internal/dir"}, ["tls_acme_directory"]),
+    "no_reload": ({"tls_acme_reload_command": ""}, ["tls_acme_reload_command"]),
+    "relative_bundle": ({"tls_acme_ca_bundle": "ca.pem"}, ["tls_acme_ca_bundle"]),
+    "two_lb_hosts": ({"tls_acme_hosts": ["lb1", "lb2"]}, ["one lb host", "lb2", "provided"]),
+    "unresolved": ({"tls_domains": ["localhost", "no-such-host.invalid"]},
+                   ["tls_domains", "no-such-host.invalid", "do not resolve"]),
+    "unresolved_unchecked": ({"tls_domains": ["no-such-host.invalid"],
+                              "tls_acme_resolve_check_enabled": False}, None),
+    "selfsigned_ignores_acme": ({"tls_mode": "selfsigned", "tls_acme_email": ""}, None),
+}
+
+
+@pytest.fixture(scope="module")
+def acme_validation(tmp_path_factory):
+    return validate_role_cases("tls", ACME_CASES, ACME, tmp_path_factory.mktemp("validate"))
+
+
+@pytest.mark.parametrize("case", ACME_CASES)
+def test_acme_validation_names_the_variable_to_fix(acme_validation, case):
+    expected = ACME_CASES[case][1]
+    if expected is None:
+        assert acme_validation[case] is None, acme_validation[case]
+    else:
+        assert acme_validation[case] is not None, f"{case} passed validation"
+        for text in expected:
+            assert text in acme_validation[case]
+
+
+def handler_argv(**inputs):
+    handler = yaml.safe_load((REPO / "roles/tls/handlers/main.yml").read_text())[0]
+    templar = role_templar("tls", {**ACME, "tls_stack_name": "shop", **inputs})
+    return templar.template(trust_as_template(handler["ansible.builtin.command"]["argv"]))
+
+
+@pytest.mark.parametrize("directory, url", [
+    ("production", "https://acme-v02.api.letsencrypt.org/directory"),
+    ("staging", "https://acme-staging-v02.api.letsencrypt.org/directory"),
+    ("https://ca.internal:14000/dir", "https://ca.internal:14000/dir"),
+])
+def test_certbot_asks_the_chosen_directory_over_http01_webroot(directory, url):
+    argv = handler_argv(tls_acme_directory=directory, tls_domains=["shop.example.com", "www.shop.example.com"])
+    assert argv[:2] == ["certbot", "certonly"] and "--non-interactive" in argv
+    assert argv[argv.index("--server") + 1] == url
+    assert argv[argv.index("--webroot-path") + 1] == "/var/lib/shop/acme-challenge"
+    assert argv[argv.index("--domains") + 1] == "shop.example.com,www.shop.example.com"
+    assert argv[argv.index("--deploy-hook") + 1] == "/usr/local/sbin/shop-tls-deploy"
+    assert argv[argv.index("--email") + 1] == "ops@example.com"
+
+
+def render(template, **inputs):
+    return render_role_template("tls", template, **{**ACME, "tls_stack_name": "shop", **inputs})
+
+
+def test_the_renewal_unit_trusts_the_private_ca_only_when_given():
+    assert "Environment" not in render("acme-renew.service.j2")
+    unit = render("acme-renew.service.j2", tls_acme_ca_bundle="/etc/ssl/private-ca.pem")
+    assert "Environment=REQUESTS_CA_BUNDLE=/etc/ssl/private-ca.pem" in unit
+    assert "ExecStart=/usr/bin/certbot renew --cert-name shop --non-interactive" in unit
+    timer = render("acme-renew.timer.j2", tls_acme_renew_schedule="*-*-* 01:30:00")
+    assert "OnCalendar=*-*-* 01:30:00" in timer and "Persistent=true" in timer
+
+
+def test_the_deploy_hook_replaces_the_files_nginx_reads_then_reloads():
+    hook = render("acme-deploy-hook.sh.j2").splitlines()
+    moves = [line for line in hook if line.startswith("mv -f")]
+    assert moves == ['mv -f "$dir/.privkey.pem.new" "$dir/privkey.pem"',
+                     'mv -f "$dir/.fullchain.pem.new" "$dir/fullchain.pem"']
+    assert 'install -o 101 -g 101 -m 0600 "$live/privkey.pem" "$dir/.privkey.pem.new"' in hook
+    assert hook.index("/opt/shop/nginx/reload") > hook.index(moves[-1])
+    assert "set -eu" in hook
+
+
+@pytest.mark.parametrize("held, server, wanted", [
+    (None, "", True),
+    (["DNS:shop.example.com"], "https://acme-v02.api.letsencrypt.org/directory", False),
+    (["DNS:shop.example.com"], "https://acme-staging-v02.api.letsencrypt.org/directory", True),
+    (["DNS:old.example.com"], "https://acme-v02.api.letsencrypt.org/directory", True),
+])
+def test_certbot_is_asked_again_only_for_other_names_or_another_directory(held, server, wanted):
+    import base64
+    current = {"subject_alt_name": held} if held else {"failed": False, "msg": "no such file"}
+    renewal = {"content": base64.b64encode(f"version = 4.0.0\nserver = {server}\n".encode()).decode()}
+    templar = role_templar("tls", {**ACME, "tls_domains": ["Shop.example.com"],
+                                   "__tls_acme_current": current, "__tls_acme_renewal": renewal})
+    assert templar.template(trust_as_template("{{ __tls_acme_wanted }}")) is wanted

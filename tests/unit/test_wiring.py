@@ -75,3 +75,24 @@ def test_an_lb_that_is_also_one_of_several_app_hosts_balances_by_address(ansible
     hosts = ansible_vars(inventory, ["nginx_upstream_servers", "app_web_listen_address"])
     assert hosts["app1"]["nginx_upstream_servers"] == ["10.0.0.2:8000", "10.0.0.3:8000"]
     assert hosts["app1"]["app_web_listen_address"] == "10.0.0.2"
+
+
+
+ACME_NAMES = ["nginx_acme_webroot", "tls_acme_reload_command", "tls_acme_hosts"]
+
+
+def test_acme_wires_the_challenge_directory_and_the_reload(ansible_vars):
+    vps = ansible_vars(SINGLE.replace("stack_private_address: 192.168.1.10}",
+                                      "stack_private_address: 192.168.1.10, tls_mode: acme}"), ACME_NAMES)["vps"]
+    assert vps["nginx_acme_webroot"].strip() == "/var/lib/shop/acme-challenge"
+    assert vps["tls_acme_reload_command"] == "/opt/shop/nginx/reload"
+    assert vps["tls_acme_hosts"] == ["vps"]
+
+
+def test_without_acme_nginx_serves_no_challenge_directory(ansible_vars):
+    assert ansible_vars(SINGLE, ACME_NAMES)["vps"]["nginx_acme_webroot"].strip() == ""
+
+
+def test_acme_sees_every_lb_host(ansible_vars):
+    hosts = ansible_vars(MULTI.replace("lb: {hosts: {lb1:", "lb: {hosts: {lb2: , lb1:"), ACME_NAMES)
+    assert sorted(hosts["lb1"]["tls_acme_hosts"]) == ["lb1", "lb2"]
