@@ -7,6 +7,7 @@
 # bench/release/results/. Not a test (see README.md).
 #
 #   bench/release/run.sh              # THREADS=4 concurrent clients
+#   REUSE=1 KEEP=1 bench/release/run.sh   # on hosts molecule converge -s multi_host left up
 #
 # It uses the scenario's hosts (molecule create + converge -s multi_host), so it must not run
 # while `molecule test -s multi_host` does; it destroys them at the end (KEEP=1 keeps them).
@@ -25,10 +26,12 @@ trap cleanup EXIT
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 echo "load before: $(load1)"
-converge_started=$SECONDS
-molecule create -s multi_host >/dev/null
-molecule converge -s multi_host >"$results/$stamp-converge.log" 2>&1
-echo "site.yml on 5 hosts: $((SECONDS - converge_started)) s (create + converge)"
+if [ "${REUSE:-0}" != 1 ]; then # REUSE=1: the scenario's hosts are up and converged already
+	converge_started=$SECONDS
+	molecule create -s multi_host >/dev/null
+	molecule converge -s multi_host >"$results/$stamp-converge.log" 2>&1
+	echo "site.yml on 5 hosts: $((SECONDS - converge_started)) s (create + converge)"
+fi
 # Molecule's inventory of the scenario (host connections and the scenario's group_vars).
 inventory=$(find "$HOME/.ansible/tmp" -maxdepth 2 -path '*.multi_host/inventory' | head -n1)
 docker cp tests/load/https_load.py mh-lb:/tmp/load.py

@@ -202,10 +202,11 @@ def test_a_broken_release_rolls_back_and_the_old_one_keeps_answering(hosts, inve
                        "-e", "app_image_source=build", "-e", "app_wait_timeout=60",
                        "-e", f"app_image_build_path={SCENARIO / 'images' / 'app-broken'}")
     assert run.returncode != 0, run.stdout[-6000:]
-    output = " ".join(run.stdout.split())  # Ansible wraps long messages
-    assert "did not become healthy on mh-app1" in output, run.stdout[-6000:]
-    assert "broken on purpose" in output, run.stdout[-6000:]  # the new slot's own log lines
-    assert "The release failed and was undone" in output, run.stdout[-6000:]
+    # Ansible prints task errors on stderr, and wraps long messages.
+    output = " ".join((run.stdout + run.stderr).split())
+    assert "did not become healthy on mh-app1" in output, run.stderr[-6000:]
+    assert "broken on purpose" in output, run.stderr[-6000:]  # the new slot's own log lines
+    assert "The release failed and was undone" in output, run.stderr[-6000:]
     result = load.result
     print("load during the broken release:", json.dumps(result))
     assert result["failed"] == 0, result
