@@ -309,7 +309,7 @@ def http_bench(host, duration, connections):
        "command -v wrk >/dev/null || (apt-get update -qq && "
        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)")
     web = sh("docker", "exec", host, "docker", "inspect", "-f",
-             "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", f"{STACK}-app-web-1").strip()
+             "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", f"{STACK}-app-web-a-1").strip()
     results = []
     for path in ("/health", "/ready"):
         for target, base in (("nginx (TLS, HTTP/1.1)", "https://127.0.0.1"), ("app direct", f"http://{web}:8000")):

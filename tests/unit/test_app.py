@@ -32,6 +32,15 @@ def _trusted(value):
     return value
 
 
+# What a role's tasks set before they render its templates.
+RUNTIME = {"app": {
+    # tasks/release_target.yml: the release; tasks/web_slot.yml: the web slot it goes to.
+    "__app_release": {"image": "stack-release:0123456789ab", "id": "sha256:0123456789abcdef",
+                      "source": "deployer-sample/app:1"},
+    "__app_web_target_slot": "a",
+}}
+
+
 def role_templar(role, inputs):
     """A Templar seeing what a task of the role sees: its defaults and vars, the inputs over
     the defaults, and two CPUs."""
@@ -42,7 +51,8 @@ def role_templar(role, inputs):
         if path.exists():
             variables.update(_trusted(loader.load_from_file(str(path))))
     variables.update(ansible_managed="Ansible managed", ansible_check_mode=False,
-                     ansible_facts={"processor_vcpus": 2})
+                     ansible_facts={"processor_vcpus": 2}, ansible_search_path=[str(REPO / "roles" / role)])
+    variables.update(RUNTIME.get(role, {}))
     variables.update(inputs)
     return Templar(loader=loader, variables=variables)
 
@@ -151,12 +161,12 @@ def test_no_secret_reaches_the_compose_file_but_a_change_recreates_the_container
     second = compose(app_secret_env={"SECRET_KEY": "k2"})
     for secret in ("s3cret", "r3dis", "k1"):
         assert secret not in first
-    assert yaml.safe_load(first)["services"]["web"]["labels"] != second["services"]["web"]["labels"]
+    assert yaml.safe_load(first)["services"]["web-a"]["labels"] != second["services"]["web-a"]["labels"]
 
 
 def test_every_service_is_locked_down_and_reads_the_env_file():
     services = compose()["services"]
-    assert set(services) == {"web", "worker", "beat", "release"}
+    assert set(services) == {"web-a", "worker", "beat", "release"}
     for name, service in services.items():
         assert service["user"] == "1000:1000", name
         assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
@@ -166,13 +176,13 @@ def test_every_service_is_locked_down_and_reads_the_env_file():
         assert service["entrypoint"][:2] == ["/bin/sh", "-c"], name
         assert ". /run/secrets/app_env" in service["entrypoint"][2], name
     assert services["release"]["profiles"] == ["release"] and services["release"]["restart"] == "no"
-    assert all("healthcheck" in services[name] for name in ("web", "worker", "beat"))
+    assert all("healthcheck" in services[name] for name in ("web-a", "worker", "beat"))
 
 
 def test_the_entrypoint_runs_the_command_with_the_env_file_loaded(tmp_path):
     env = tmp_path / "app_env"
     env.write_text("GREETING='hello world'\n")
-    entrypoint = compose()["services"]["web"]["entrypoint"]
+    entrypoint = compose()["services"]["web-a"]["entrypoint"]
     # Compose turns $$ into $; the command's arguments follow the script as "$@".
     script = entrypoint[2].replace("$$", "$").replace("/run/secrets/app_env", str(env))
     out = subprocess.run([entrypoint[0], "-c", script, "app", "sh", "-c", 'echo "$GREETING"'],
@@ -181,7 +191,7 @@ def test_the_entrypoint_runs_the_command_with_the_env_file_loaded(tmp_path):
 
 
 def test_gunicorn_command_with_workers_from_the_cpu_count():
-    command = compose()["services"]["web"]["command"]
+    command = compose()["services"]["web-a"]["command"]
     assert command[0] == "gunicorn" and command[-1] == "sample_app.wsgi:app"
     options = dict(zip(command[1:-1:2], command[2:-1:2]))
     assert options["--workers"] == "5"  # 2 x 2 CPUs + 1
@@ -192,21 +202,21 @@ def test_gunicorn_command_with_workers_from_the_cpu_count():
 
 def test_gunicorn_with_the_uvicorn_worker_class_for_asgi():
     command = compose(app_module="sample_app.asgi:app", app_web_worker_class="uvicorn.workers.UvicornWorker",
-                      app_web_workers=3)["services"]["web"]["command"]
+                      app_web_workers=3)["services"]["web-a"]["command"]
     assert command[command.index("--worker-class") + 1] == "uvicorn.workers.UvicornWorker"
     assert command[command.index("--workers") + 1] == "3"
 
 
 def test_uvicorn_command():
     command = compose(app_server="uvicorn", app_module="sample_app.asgi:app",
-                      app_web_port=9000, app_web_stop_grace_period=60)["services"]["web"]["command"]
+                      app_web_port=9000, app_web_stop_grace_period=60)["services"]["web-a"]["command"]
     assert command == ["uvicorn", "--host", "0.0.0.0", "--port", "9000", "--workers", "5",
                        "--proxy-headers", "--forwarded-allow-ips", "*",
                        "--timeout-graceful-shutdown", "55", "sample_app.asgi:app"]
 
 
 def test_a_whole_web_command_replaces_the_built_one_and_dollars_are_escaped():
-    command = compose(app_web_command=["sh", "-c", "exec serve --port $PORT"])["services"]["web"]["command"]
+    command = compose(app_web_command=["sh", "-c", "exec serve --port $PORT"])["services"]["web-a"]["command"]
     assert command == ["sh", "-c", "exec serve --port $$PORT"]
 
 
@@ -232,24 +242,24 @@ def test_the_worker_healthcheck_pings_its_own_node():
 
 
 def test_a_host_runs_only_the_services_it_is_given():
-    assert set(compose(app_worker_enabled=False, app_beat_enabled=False)["services"]) == {"web", "release"}
+    assert set(compose(app_worker_enabled=False, app_beat_enabled=False)["services"]) == {"web-a", "release"}
     assert set(compose(app_web_enabled=False, app_beat_enabled=False)["services"]) == {"worker", "release"}
 
 
 def test_web_published_only_on_a_listen_address():
-    assert "ports" not in compose()["services"]["web"]
-    assert compose(app_web_listen_address=" 10.0.0.3 ")["services"]["web"]["ports"] == ["10.0.0.3:8000:8000"]
-    assert compose(app_web_listen_address="fd00::3")["services"]["web"]["ports"] == ["[fd00::3]:8000:8000"]
+    assert "ports" not in compose()["services"]["web-a"]
+    assert compose(app_web_listen_address=" 10.0.0.3 ")["services"]["web-a"]["ports"] == ["10.0.0.3:8000:8000"]
+    assert compose(app_web_listen_address="fd00::3")["services"]["web-a"]["ports"] == ["[fd00::3]:8000:8000"]
 
 
 def test_plain_env_goes_to_the_compose_file_with_dollars_escaped():
-    environment = compose(app_env={"PRICE": "5$", "DEBUG": False, "N": 3})["services"]["web"]["environment"]
+    environment = compose(app_env={"PRICE": "5$", "DEBUG": False, "N": 3})["services"]["web-a"]["environment"]
     assert environment == {"PRICE": "5$$", "DEBUG": "False", "N": "3"}
 
 
 def test_media_volume_is_named_after_the_stack():
     rendered = compose(app_media_path="/app/media")
-    assert rendered["services"]["web"]["volumes"] == ["stack-app-media:/app/media"]
+    assert rendered["services"]["web-a"]["volumes"] == ["stack-app-media:/app/media"]
     assert rendered["volumes"] == {"stack-app-media": {"name": "stack-app-media"}}
 
 
@@ -279,5 +289,5 @@ def test_own_urls_are_allowed_when_the_hosts_are_left_empty():
 
 
 def test_the_order_of_the_secrets_does_not_recreate_the_containers():
-    first = compose(app_secret_env={"A": "1", "B": "2"})["services"]["web"]["labels"]
-    assert compose(app_secret_env={"B": "2", "A": "1"})["services"]["web"]["labels"] == first
+    first = compose(app_secret_env={"A": "1", "B": "2"})["services"]["web-a"]["labels"]
+    assert compose(app_secret_env={"B": "2", "A": "1"})["services"]["web-a"]["labels"] == first

@@ -96,7 +96,7 @@ def test_the_stack_is_one_valid_project_of_the_official_images():
     assert project["name"] == "deployer-dev"
     assert {name: service["image"] for name, service in project["services"].items()} == {
         "postgres": "postgres:17", "redis": "redis:8", "nginx": "nginx:1.26",
-        "web": "deployer-sample/app:1", "worker": "deployer-sample/app:1",
+        "web-a": "deployer-sample/app:1", "worker": "deployer-sample/app:1",
         "beat": "deployer-sample/app:1", "release": "deployer-sample/app:1"}
     # Compose creates the network the roles expect to exist on a server.
     assert project["networks"]["default"].get("external", False) is False
@@ -106,7 +106,7 @@ def test_environment_variables_choose_other_images():
     images = {name: service["image"] for name, service in compose_config(
         POSTGRES_IMAGE="deployer-test/postgres:17", REDIS_IMAGE="deployer-test/redis:8",
         NGINX_IMAGE="deployer-test/nginx:1.26", APP_IMAGE="shop:dev")["services"].items()}
-    assert (images["postgres"], images["redis"], images["nginx"], images["web"], images["worker"]) == (
+    assert (images["postgres"], images["redis"], images["nginx"], images["web-a"], images["worker"]) == (
         "deployer-test/postgres:17", "deployer-test/redis:8", "deployer-test/nginx:1.26", "shop:dev", "shop:dev")
 
 
@@ -120,16 +120,16 @@ def test_only_nginx_is_published_and_only_on_the_loopback():
 
 def test_the_app_runs_the_checkout_code_with_auto_reload_after_the_release_command():
     services = compose_config()["services"]
-    for name in ("web", "worker", "beat", "release"):
+    for name in ("web-a", "worker", "beat", "release"):
         mounts = [(mount["source"], mount["target"], mount.get("read_only")) for mount in services[name]["volumes"]]
         assert (str(REPO / "sample_app"), "/app/sample_app", True) in mounts, name
-    assert services["web"]["environment"]["GUNICORN_CMD_ARGS"] == "--reload"
+    assert services["web-a"]["environment"]["GUNICORN_CMD_ARGS"] == "--reload"
     assert services["release"]["command"] == ["python3", "-m", "sample_app.migrate"]
     assert "profiles" not in services["release"]
-    for name in ("web", "worker", "beat"):
+    for name in ("web-a", "worker", "beat"):
         assert services[name]["depends_on"]["release"]["condition"] == "service_completed_successfully"
     assert services["release"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    other = compose_config(APP_SOURCE="/src/shop/shop", APP_SOURCE_TARGET="/app/shop")["services"]["web"]
+    other = compose_config(APP_SOURCE="/src/shop/shop", APP_SOURCE_TARGET="/app/shop")["services"]["web-a"]
     assert ("/src/shop/shop", "/app/shop") in [(mount["source"], mount["target"]) for mount in other["volumes"]]
 
 

@@ -1,6 +1,7 @@
 """roles/nginx without Docker: the nginx.conf and compose file it renders, and its input checks.
 (Molecule's web scenario has nginx itself check the configuration with nginx -t.)"""
 import re
+import subprocess
 
 import pytest
 import yaml
@@ -55,14 +56,60 @@ def test_without_tls_http_serves_the_app_and_no_hsts():
 
 def test_one_upstream_is_resolved_per_request_by_dockers_dns():
     text = conf()
-    assert "resolver 127.0.0.11" in text and "upstream app" not in text
-    assert "set $app_upstream web:8000;\n            proxy_pass http://$app_upstream;" in text
+    assert "resolver 127.0.0.11" in text and "upstream app {" not in text
+    assert "include /etc/nginx/deployer/upstream.conf;" in text
+    assert "proxy_pass http://$app_upstream;" in text
 
 
 def test_several_upstreams_are_balanced():
     text = conf(nginx_upstream_servers=["10.0.0.2:8000", "app3.internal:8000"])
-    assert re.search(r"upstream app \{\s+server 10\.0\.0\.2:8000 [^;]*;\s+server app3\.internal:8000 [^;]*;", text)
+    assert "include /etc/nginx/deployer/upstream.conf;" in text
     assert "proxy_pass http://app;" in text and "resolver" not in text
+
+
+def set_upstream(tmp_path, servers, *args):
+    """Renders roles/nginx's set-upstream for nginx_upstream_servers=servers into tmp_path and
+    runs it (--no-reload, or without a running nginx) with args."""
+    (tmp_path / "conf").mkdir(exist_ok=True)
+    script = tmp_path / "set-upstream"
+    script.write_text(render_role_template("nginx", "set-upstream.sh.j2", nginx_upstream_servers=servers,
+                                           nginx_stack_name="shop", __nginx_dir=str(tmp_path)))
+    script.chmod(0o755)
+    # No docker on PATH: the script must not need it unless nginx runs.
+    result = subprocess.run([str(script), *args], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin"})
+    upstream = tmp_path / "conf" / "upstream.conf"
+    return result, upstream.read_text() if upstream.exists() else None
+
+
+def test_set_upstream_writes_one_server_as_a_variable(tmp_path):
+    result, text = set_upstream(tmp_path, ["web-a:8000"], "--no-reload", "web-b:8000")
+    assert result.returncode == 0 and result.stdout == "changed\n", result.stderr
+    assert 'map $host $app_upstream {\n    default "web-b:8000";\n}' in text
+
+
+def test_set_upstream_writes_several_servers_as_an_upstream_block(tmp_path):
+    servers = ["10.0.0.2:8001", "10.0.0.3:8000", "[fd00::4]:8000"]
+    result, text = set_upstream(tmp_path, servers, "--no-reload", *servers)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"upstream app \{\s+server 10\.0\.0\.2:8001 max_fails=3 fail_timeout=10s;\s+"
+                     r"server 10\.0\.0\.3:8000 [^;]*;\s+server \[fd00::4\]:8000 [^;]*;\s+keepalive 16;\s+\}", text)
+
+
+def test_set_upstream_reports_an_unchanged_list_and_keeps_the_previous_one(tmp_path):
+    set_upstream(tmp_path, ["a:1", "b:2"], "a:1", "b:2")
+    first = (tmp_path / "conf" / "upstream.conf").read_text()
+    result, text = set_upstream(tmp_path, ["a:1", "b:2"], "a:1", "b:2")
+    assert (result.returncode, result.stdout, text) == (0, "unchanged\n", first)
+    result, _ = set_upstream(tmp_path, ["a:1", "b:2"], "a:1", "b:3")
+    assert result.stdout == "changed\n"
+    assert (tmp_path / "conf" / "upstream.conf.previous").read_text() == first
+
+
+@pytest.mark.parametrize("args", [[], ["web"], ["web:"], ["a:1; include /etc/passwd"], ["--no-reload"]])
+def test_set_upstream_refuses_what_is_not_host_port(tmp_path, args):
+    result, text = set_upstream(tmp_path, ["a:1", "b:2"], *args)
+    assert result.returncode == 2 and text is None, (result.stdout, result.stderr)
 
 
 def test_proxy_headers_websockets_body_size_and_rate_limit():

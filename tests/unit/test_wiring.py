@@ -35,7 +35,7 @@ def test_single_server_keeps_everything_on_the_docker_network(ansible_vars):
     assert vps["postgres_listen_address"].strip() == ""
     assert vps["redis_listen_address"].strip() == ""
     assert vps["app_web_listen_address"].strip() == ""
-    assert vps["nginx_upstream_servers"] == ["web:8000"]
+    assert vps["nginx_upstream_servers"] == ["web-a:8000"]
     assert vps["app_beat_enabled"] is True and vps["app_release_enabled"] is True
 
 
@@ -65,7 +65,7 @@ def test_firewall_opens_each_tier_only_to_its_clients(ansible_vars):
     clients = ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.6"]
     assert sorted(ports["data1"][5432]) == clients
     assert sorted(ports["data1"][6379]) == clients
-    assert ports["app1"] == {8000: ["10.0.0.1"]}
+    assert ports["app1"] == {8000: ["10.0.0.1"], 8001: ["10.0.0.1"]}
     assert ports["worker1"] == {}
 
 
@@ -96,3 +96,22 @@ def test_without_acme_nginx_serves_no_challenge_directory(ansible_vars):
 def test_acme_sees_every_lb_host(ansible_vars):
     hosts = ansible_vars(MULTI.replace("lb: {hosts: {lb1:", "lb: {hosts: {lb2: , lb1:"), ACME_NAMES)
     assert sorted(hosts["lb1"]["tls_acme_hosts"]) == ["lb1", "lb2"]
+
+
+def test_the_lb_proxies_to_each_app_hosts_serving_web_slot(ansible_vars):
+    # roles/app's web_slots tasks read app_web_slot from each app host; slot b publishes the
+    # port after app_web_port.
+    inventory = MULTI.replace("app2: {stack_private_address: 10.0.0.3}",
+                              "app2: {stack_private_address: 10.0.0.3, app_web_slot: b}")
+    assert "app_web_slot: b" in inventory
+    hosts = ansible_vars(inventory, ["nginx_upstream_servers", "app_web_switch_upstreams",
+                                     "app_web_switch_hosts", "app_web_port_b"])
+    assert hosts["lb1"]["nginx_upstream_servers"] == ["10.0.0.2:8000", "10.0.0.3:8001"]
+    assert hosts["app1"]["app_web_switch_upstreams"] == ["10.0.0.2:8000", "10.0.0.3:8001"]
+    assert hosts["app1"]["app_web_switch_hosts"] == ["lb1"]
+    assert int(hosts["app2"]["app_web_port_b"]) == 8001
+
+
+def test_a_single_server_proxies_to_its_serving_web_slot_by_name(ansible_vars):
+    single = SINGLE.replace("app: {hosts: {vps: }}", "app: {hosts: {vps: {app_web_slot: b}}}")
+    assert ansible_vars(single, ["nginx_upstream_servers"])["vps"]["nginx_upstream_servers"] == ["web-b:8000"]

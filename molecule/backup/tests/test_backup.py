@@ -43,7 +43,7 @@ def journal(host, priority="info"):
 def app_get(host, path):
     """GET through the web service, from inside its container: (status, JSON body)."""
     result = host.run(
-        "docker compose -f /opt/shop/app/compose.yaml exec -T web python3 -c %s %s",
+        "docker compose -f /opt/shop/app/compose.yaml exec -T web-a python3 -c %s %s",
         "import json, sys, urllib.error, urllib.request\n"
         "try:\n"
         "    answer = urllib.request.urlopen('http://127.0.0.1:8000' + sys.argv[1], timeout=10)\n"
@@ -83,7 +83,7 @@ def test_what_was_written_after_the_backup_is_gone(host):
 
 
 def test_the_app_is_healthy_and_ready_after_the_restore(host):
-    for service in ("web", "worker", "beat"):
+    for service in ("web-a", "worker", "beat"):
         container = host.check_output("docker compose -f /opt/shop/app/compose.yaml ps -q %s", service)
         assert container, f"no {service} container\n{logs(host)}"
         health = host.check_output("docker inspect -f '{{ .State.Health.Status }}' %s", container)

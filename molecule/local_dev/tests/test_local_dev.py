@@ -38,9 +38,9 @@ def services(host):
 
 def test_every_service_is_running_and_healthy(host):
     state = services(host)
-    for service in ("postgres", "redis", "web", "worker", "beat", "nginx"):
+    for service in ("postgres", "redis", "web-a", "worker", "beat", "nginx"):
         assert state[service]["State"] == "running", f"{service}: {state[service]}\n{logs(host)}"
-    for service in ("postgres", "redis", "web", "nginx"):
+    for service in ("postgres", "redis", "web-a", "nginx"):
         assert state[service]["Health"] == "healthy", f"{service}: {state[service]}"
     assert (state["release"]["State"], state["release"]["ExitCode"]) == ("exited", 0)
 
@@ -68,7 +68,7 @@ def test_beat_ticks(host):
 
 
 def test_an_edit_of_the_mounted_source_is_served_without_a_restart(host):
-    started = host.check_output(f"{COMPOSE} ps -q web")
+    started = host.check_output(f"{COMPOSE} ps -q web-a")
     started_at = host.check_output(f"docker inspect -f '{{{{.State.StartedAt}}}}' {started}")
     assert get(host, "/reload-probe")[0] == 404
     host.run_expect([0], "cp /srv/checkout/sample_app/wsgi.py /var/tmp/wsgi.py.orig")

@@ -59,5 +59,7 @@ def test_beat_ticks(host):
 def test_the_configured_server_runs_the_web_service(host):
     marker = host.file("/etc/molecule-expected-app-server")
     expected = marker.content_string.strip() if marker.exists else "gunicorn"
-    cmd = host.run("docker inspect -f '{{json .Config.Cmd}}' shop-app-web-1")
+    # The side effect's release moved web to the other slot.
+    slot = host.file("/opt/shop/app/web-slot").content_string.strip()
+    cmd = host.run("docker inspect -f '{{json .Config.Cmd}}' shop-app-web-%s-1", slot)
     assert expected in cmd.stdout, cmd.stdout + cmd.stderr

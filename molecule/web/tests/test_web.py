@@ -115,7 +115,7 @@ def test_every_service_runs_healthy_with_two_worker_containers(host):
     for container in containers(host, "shop-app"):
         service = container["Config"]["Labels"]["com.docker.compose.service"]
         running.setdefault(service, []).append(container["State"]["Health"]["Status"])
-    assert running == {"web": ["healthy"], "worker": ["healthy", "healthy"], "beat": ["healthy"]}, logs(host)
+    assert running == {"web-a": ["healthy"], "worker": ["healthy", "healthy"], "beat": ["healthy"]}, logs(host)
 
 
 def test_the_env_file_is_readable_by_the_app_user_only(host):
@@ -193,7 +193,7 @@ def test_the_app_reaches_the_extra_service_by_name(host):
     reaches it by name, and its /ready proves its *_FILE secrets reached PostgreSQL and Redis."""
     script = ("import json, urllib.request; r = urllib.request.urlopen('http://api2:8001/ready', timeout=10); "
               "print(r.status, json.load(r)['release'])")
-    out = host.run(f"docker exec shop-app-web-1 python3 -c \"{script}\"")
+    out = host.run(f"docker exec shop-app-web-a-1 python3 -c \"{script}\"")
     assert out.rc == 0 and out.stdout.split() == ["200", "extra-api2"], f"{out.stdout}{out.stderr}\n{logs(host)}"
     running = {container["Config"]["Labels"]["com.docker.compose.service"]: container["State"]["Health"]["Status"]
                for container in containers(host, "shop-extra")}
