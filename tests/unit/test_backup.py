@@ -644,7 +644,8 @@ def test_list_shows_the_local_backups(host):
 
 
 WIRING = ["backup_postgres_enabled", "backup_postgres_user", "backup_postgres_databases",
-          "backup_redis_instances", "backup_volumes", "app_release_backup_command"]
+          "backup_redis_instances", "backup_volumes", "app_release_backup_command",
+          "app_release_backup_host"]
 
 
 def test_wiring_backs_up_each_kind_of_data_on_the_host_that_holds_it(ansible_vars):
@@ -659,14 +660,21 @@ def test_wiring_backs_up_each_kind_of_data_on_the_host_that_holds_it(ansible_var
     for name in ("app1", "app2", "worker1", "lb1"):
         assert hosts[name]["backup_postgres_enabled"] is False and hosts[name]["backup_redis_instances"] == []
     assert hosts["app2"]["backup_volumes"] == []
-    # The release host does not hold the database, so its hook cannot dump it.
-    assert app1["app_release_backup_command"].strip() == ""
+    # The release host does not hold the database: its hook runs the db host's backup job.
+    assert app1["app_release_backup_command"].strip() == "/usr/local/sbin/shop-backup backup"
+    assert app1["app_release_backup_host"] == "data1"
 
 
-def test_a_single_server_backs_up_before_each_release_but_the_first(ansible_vars):
+def test_a_single_server_backs_up_before_each_release_on_itself(ansible_vars):
     from test_wiring import SINGLE
     vps = ansible_vars(SINGLE, WIRING)["vps"]
     assert vps["backup_postgres_enabled"] is True and vps["backup_volumes"] == []
     assert vps["backup_redis_instances"] == [{"name": "redis", "port": 6379}]
-    assert vps["app_release_backup_command"].strip() == (
-        "test ! -e /opt/shop/app/released-image || /usr/local/sbin/shop-backup backup")
+    assert vps["app_release_backup_command"].strip() == "/usr/local/sbin/shop-backup backup"
+    assert vps["app_release_backup_host"] == "vps"
+
+
+def test_no_backup_before_releases_when_the_db_host_turns_backups_off(ansible_vars):
+    from test_wiring import MULTI
+    inventory = MULTI.replace("stack_name: shop,", "stack_name: shop, backup_enabled: false,")
+    assert ansible_vars(inventory, WIRING)["app1"]["app_release_backup_command"].strip() == ""
