@@ -1,4 +1,6 @@
 """Celery app `sample_app.tasks:celery`: a task the web enqueues and a beat heartbeat."""
+import time
+
 from celery import Celery
 
 from sample_app import db
@@ -17,7 +19,9 @@ celery.conf.update(
 
 
 @celery.task(bind=True)
-def record_note(self, note):
+def record_note(self, note, seconds=0):
+    # A task that takes `seconds` first shows whether stopping a worker loses it.
+    time.sleep(seconds)
     with db.connect(settings.database_url) as conn:
         conn.execute(
             "INSERT INTO task_results (id, note, worker) VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING",
@@ -31,5 +35,5 @@ def heartbeat(self):
         conn.execute("INSERT INTO beat_ticks (worker) VALUES (%s)", (self.request.hostname,))
 
 
-def enqueue_note(note):
-    return record_note.delay(note).id
+def enqueue_note(note, seconds=0):
+    return record_note.delay(note, seconds).id

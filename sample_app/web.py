@@ -7,6 +7,8 @@ from flask import Flask, jsonify, request
 from sample_app import db
 
 log = logging.getLogger(__name__)
+# The longest task a request may ask for (POST /tasks?seconds=N).
+MAX_TASK_SECONDS = 120
 
 
 def create_app(settings, enqueue):
@@ -31,7 +33,13 @@ def create_app(settings, enqueue):
 
     @app.post("/tasks")
     def create_task():
-        task_id = enqueue(request.args.get("note", ""))
+        try:
+            seconds = float(request.args.get("seconds", 0))
+        except ValueError:
+            return jsonify(error="seconds must be a number"), 400
+        if not 0 <= seconds <= MAX_TASK_SECONDS:
+            return jsonify(error=f"seconds must be between 0 and {MAX_TASK_SECONDS}"), 400
+        task_id = enqueue(request.args.get("note", ""), seconds)
         return jsonify(task_id=task_id, release=settings.release), 202
 
     @app.get("/tasks/<task_id>")

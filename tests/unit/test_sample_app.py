@@ -87,8 +87,8 @@ def client():
     )
     enqueued = []
 
-    def enqueue(note):
-        enqueued.append(note)
+    def enqueue(note, seconds):
+        enqueued.append((note, seconds))
         return "task-1"
 
     app = create_app(settings, enqueue=enqueue)
@@ -113,4 +113,16 @@ def test_post_tasks_enqueues_the_note(client):
     response = client.post("/tasks?note=xyz")
     assert response.status_code == 202
     assert response.get_json()["task_id"] == "task-1"
-    assert client.enqueued == ["xyz"]
+    assert client.enqueued == [("xyz", 0)]
+
+
+def test_post_tasks_passes_how_long_the_task_takes(client):
+    assert client.post("/tasks?note=slow&seconds=2.5").status_code == 202
+    assert client.enqueued == [("slow", 2.5)]
+
+
+@pytest.mark.parametrize("seconds", ["abc", "-1", "121"])
+def test_post_tasks_refuses_a_bad_duration(client, seconds):
+    response = client.post(f"/tasks?note=x&seconds={seconds}")
+    assert response.status_code == 400 and "seconds" in response.get_json()["error"]
+    assert client.enqueued == []

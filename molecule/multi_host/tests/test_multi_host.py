@@ -153,28 +153,60 @@ def test_the_app_port_is_open_to_the_lb_only(hosts):
     assert not can_connect(hosts["mh-worker"], app1, 8000)
 
 
+def post_task(hosts, note, seconds=0):
+    """POST /tasks through the lb: the id of the Celery task that records the note."""
+    command = ("import json, ssl, sys, urllib.request\n"
+               "c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE\n"
+               "r = urllib.request.urlopen(urllib.request.Request('https://127.0.0.1/tasks?' + sys.argv[1],"
+               " method='POST'), timeout=10, context=c)\n"
+               "print(json.load(r)['task_id'])\n")
+    return hosts["mh-lb"].check_output("python3 -c %s %s", command, f"note={note}&seconds={seconds}")
+
+
+def task_result(hosts, task_id, wait=60):
+    """The task's row (GET /tasks/<id>), waiting up to `wait` seconds for it."""
+    for _ in range(wait):
+        status, body = lb_get(hosts, f"/tasks/{task_id}")
+        if status == 200:
+            return body["result"]
+        time.sleep(1)
+    raise AssertionError(f"task {task_id} was not done within {wait} s: {body}\n{logs(hosts)}")
+
+
 def test_a_task_sent_through_the_lb_is_run_on_the_worker_host(hosts):
     status, body = lb_get(hosts, "/ready")
     assert status == 200, body
-    command = ("import json, ssl, urllib.request\n"
-               "c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE\n"
-               "r = urllib.request.urlopen(urllib.request.Request('https://127.0.0.1/tasks?note=multi', method='POST'),"
-               " timeout=10, context=c)\n"
-               "print(json.load(r)['task_id'])\n")
-    task_id = hosts["mh-lb"].check_output("python3 -c %s", command)
-    for _ in range(60):
-        status, body = lb_get(hosts, f"/tasks/{task_id}")
-        if status == 200:
-            break
-        time.sleep(1)
-    assert status == 200 and body["result"]["note"] == "multi", f"{body}\n{logs(hosts)}"
+    assert task_result(hosts, post_task(hosts, "multi"))["note"] == "multi"
+
+
+def test_a_worker_replaced_mid_task_finishes_it_first(hosts):
+    """Replacing the worker container as a release does (compose recreates it: SIGTERM, which
+    is Celery's warm shutdown, then up to the grace period) loses no running task."""
+    worker = hosts["mh-worker"]
+    old = worker.check_output("docker ps -q --filter label=com.docker.compose.service=worker")
+    old_hostname = worker.check_output("docker inspect -f '{{.Config.Hostname}}' %s", old)
+    task_id = post_task(hosts, "warm-shutdown", seconds=12)
+    time.sleep(3)  # the idle worker has taken it and sleeps in it
+    started = time.monotonic()
+    worker.run_expect([0], "docker compose -f /opt/shop/app/compose.yaml up -d --force-recreate --no-deps worker")
+    took = time.monotonic() - started
+    result = task_result(hosts, task_id, wait=10)
+    assert result["worker"] == f"celery@{old_hostname}", (result, logs(hosts))
+    # The old worker stopped only once its task was done, about 9 s after the recreate began.
+    assert took >= 6, took
+    assert worker.check_output("docker ps -q --filter label=com.docker.compose.service=worker") != old
 
 
 def test_beat_runs_on_exactly_one_host(hosts):
     assert [name for name in ALL_HOSTS if "beat" in services(hosts[name])] == ["mh-worker"]
 
 
+def postgres_backups(hosts):
+    return set(hosts["mh-data"].check_output("ls -A /var/backups/shop/postgres 2>/dev/null || true").split())
+
+
 def test_a_release_under_continuous_requests_fails_none(hosts, inventory):
+    backups_before = postgres_backups(hosts)
     with Load(hosts) as load:
         run = playbook(inventory, "deploy.yml", "-e", "app_image=deployer-sample/app:2",
                        "-e", "app_image_source=build",
@@ -194,6 +226,11 @@ def test_a_release_under_continuous_requests_fails_none(hosts, inventory):
     worker_image = hosts["mh-worker"].check_output(
         "docker inspect -f '{{.Config.Image}}' $(docker ps -q --filter label=com.docker.compose.service=worker)")
     assert worker_image == releases(hosts["mh-worker"])[-1]["image"]
+    # The database host backed up before the release command ran on the first app host.
+    new_backups = postgres_backups(hosts) - backups_before
+    assert len(new_backups) == 1, (backups_before, new_backups)
+    backup = hosts["mh-data"].file(f"/var/backups/shop/postgres/{new_backups.pop()}")
+    assert backup.mtime <= hosts["mh-app1"].file("/opt/shop/app/released-image").mtime
 
 
 def test_a_broken_release_rolls_back_and_the_old_one_keeps_answering(hosts, inventory):
