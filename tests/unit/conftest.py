@@ -10,6 +10,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
+# The unit tests run many short ansible-playbook runs on localhost, where Mitogen (the
+# project's default strategy) costs more to start than it saves: Ansible's own linear
+# strategy, for every Ansible process the tests start.
+os.environ["ANSIBLE_STRATEGY"] = "linear"
+
 
 @pytest.fixture
 def ansible_vars(tmp_path):

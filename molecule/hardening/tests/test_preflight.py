@@ -22,7 +22,7 @@ def inventory(tmp_path_factory):
     path = tmp_path_factory.mktemp("preflight") / "hosts.yml"
     path.write_text(yaml.safe_dump({"all": {
         "children": {tier: {"hosts": {"hardened": {}}} for tier in ("lb", "app", "worker", "db", "cache")},
-        "hosts": {"hardened": {"ansible_connection": "community.docker.docker"}},
+        "hosts": {"hardened": {"ansible_connection": "docker"}},
         "vars": {"stack_name": "shop", "stack_domains": ["shop.example.com"],
                  "base_deploy_authorized_keys": [key], "app_image": "shop/web:1.0.0",
                  "app_module": "shop.wsgi:application", "app_celery_app": "shop",
