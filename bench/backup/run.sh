@@ -46,7 +46,8 @@ RESULTS=$(mktemp)
 echo "== setting up the backup scenario's hosts (not timed)"
 molecule destroy -s backup >/dev/null
 molecule converge -s backup >/tmp/bench-backup-converge.log 2>&1 || { tail -50 /tmp/bench-backup-converge.log; exit 1; }
-INVENTORY=$(ls -d "$HOME"/.ansible/tmp/molecule.*.backup/inventory | head -n 1)
+# The newest: another clone of the project leaves its own molecule.*.backup directory.
+INVENTORY=$(ls -td "$HOME"/.ansible/tmp/molecule.*.backup/inventory | head -n 1)
 export MOLECULE_EPHEMERAL_DIRECTORY=${INVENTORY%/inventory}
 ansible-playbook -i "$INVENTORY" bench/backup/postgres-memory.yml -e postgres_memory_limit="$BENCH_PG_MEMORY" \
 	>/tmp/bench-backup-postgres.log 2>&1 || { tail -50 /tmp/bench-backup-postgres.log; exit 1; }

@@ -33,7 +33,7 @@ if [ "${REUSE:-0}" != 1 ]; then # REUSE=1: the scenario's hosts are up and conve
 	echo "site.yml on 5 hosts: $((SECONDS - converge_started)) s (create + converge)"
 fi
 # Molecule's inventory of the scenario (host connections and the scenario's group_vars).
-inventory=$(find "$HOME/.ansible/tmp" -maxdepth 2 -path '*.multi_host/inventory' | head -n1)
+inventory=$(ls -td "$HOME"/.ansible/tmp/molecule.*.multi_host/inventory | head -n 1) # the newest: other clones leave theirs
 docker cp tests/load/https_load.py mh-lb:/tmp/load.py
 
 rows=()
