@@ -41,9 +41,9 @@ def journal(host, priority="info"):
 
 
 def app_get(host, path):
-    """GET through the web service, from inside its container: (status, JSON body)."""
+    """GET through the serving web slot, from inside its container: (status, JSON body)."""
     result = host.run(
-        "docker compose -f /opt/shop/app/compose.yaml exec -T web-a python3 -c %s %s",
+        'docker compose -f /opt/shop/app/compose.yaml exec -T "web-$(cat /opt/shop/app/web-slot)" python3 -c %s %s',
         "import json, sys, urllib.error, urllib.request\n"
         "try:\n"
         "    answer = urllib.request.urlopen('http://127.0.0.1:8000' + sys.argv[1], timeout=10)\n"
