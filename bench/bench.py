@@ -218,10 +218,17 @@ def deploy(names, ssh_key, log_name):
 
 
 def capture_bundles(names, bundle_dir, baseline_packages):
-    """What the deployer left on each host that the floor reuses: rendered files, packages."""
+    """What the deployer left on each host that the floor reuses: rendered files, packages,
+    and the tags it gave archive images (the app's release tag, which its compose file names)."""
     shutil.rmtree(bundle_dir, ignore_errors=True)
     bundle_dir.mkdir(parents=True)
+    archived = set(pathlib.Path(f"{ARCHIVE}.ids").read_text().split())  # tests/images/build.sh
     for name in names:
+        images = [line.split() for line in sh("docker", "exec", name, "docker", "images", "--no-trunc",
+                                              "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").splitlines()]
+        (bundle_dir / f"{name}.tags").write_text("".join(
+            f"{image_id} {tag}\n" for tag, image_id in images
+            if image_id in archived))
         with open(bundle_dir / f"{name}.tar", "wb") as out:
             subprocess.run(["docker", "exec", name, "sh", "-c",
                             f"cd / && tar --numeric-owner -cpf - $(ls -d opt/{STACK} etc/{STACK} 2>/dev/null)"],
@@ -333,7 +340,7 @@ def machine():
         "cpu": cpu.group(1) if cpu else "",
         "memory_gib": round(int(mem.group(1)) / 1048576, 1) if mem else None,
         "docker_server": sh("docker", "version", "-f", "{{.Server.Version}}", check=False).strip(),
-        "ansible_core": sh("ansible", "--version").splitlines()[0],
+        "ansible_core": next(line for line in sh("ansible", "--version").splitlines() if line.startswith("ansible ")),
         "mitogen": sh(sys.executable, "-c", "import mitogen; print('.'.join(map(str, mitogen.__version__)))", check=False).strip(),
         "host_image": HOST_IMAGE,
     }
@@ -439,6 +446,7 @@ def main():
         for name, source in zip(names, sources):
             shutil.copy(source, bundle_dir / f"{name}.tar")
             shutil.copy(source.with_suffix(".packages"), bundle_dir / f"{name}.packages")
+            shutil.copy(source.with_suffix(".tags"), bundle_dir / f"{name}.tags")
         try:
             log(f"floor only: fresh hosts {', '.join(names)}")
             start_hosts(names)

@@ -7,8 +7,9 @@
 # once, the app, nginx. Hosts work in parallel where the deployer's tiers allow it.
 #
 #   bench/floor.sh ARCHIVE BUNDLE_DIR HOST...
-# BUNDLE_DIR holds HOST.tar (the files to unpack at /) and HOST.packages (one package a line)
-# for each HOST. The first HOST runs the release command ($FLOOR_RELEASE_COMMAND, if set).
+# BUNDLE_DIR holds HOST.tar (the files to unpack at /), HOST.packages (one package a line)
+# and HOST.tags ("IMAGE_ID TAG" lines: tags the deployer gave loaded images) for each HOST.
+# The first HOST runs the release command ($FLOOR_RELEASE_COMMAND, if set).
 set -euo pipefail
 archive=$1 bundles=$2
 shift 2
@@ -20,6 +21,7 @@ prepare() {  # host: packages, images, files, network
   docker exec "$host" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -qq --no-install-recommends $(tr '\n' ' ' <"$bundles/$host.packages") >/dev/null"
   docker exec -i "$host" docker load -q <"$archive" >/dev/null
+  while read -r id tag; do docker exec "$host" docker tag "$id" "$tag"; done <"$bundles/$host.tags"
   docker exec -i "$host" tar -C / -xpf - --numeric-owner <"$bundles/$host.tar"
   docker exec "$host" docker network create "$stack" >/dev/null
 }
