@@ -291,3 +291,48 @@ def test_own_urls_are_allowed_when_the_hosts_are_left_empty():
 def test_the_order_of_the_secrets_does_not_recreate_the_containers():
     first = compose(app_secret_env={"A": "1", "B": "2"})["services"]["web-a"]["labels"]
     assert compose(app_secret_env={"B": "2", "A": "1"})["services"]["web-a"]["labels"] == first
+
+
+ROLLOUT_CASES = {
+    # app hosts' app_web_serving (None: not read), extra vars -> the batches of the roll play
+    "first deploy: every host at once": ({"app1": False, "app2": False}, {}, [["app1", "app2", "work1"]]),
+    "one host serves: one at a time": ({"app1": True, "app2": False}, {}, [["app1"], ["app2"], ["work1"]]),
+    "a host not read counts as serving": ({"app1": False, "app2": None}, {}, [["app1"], ["app2"], ["work1"]]),
+    "batches of rollout_batch_size": ({"app1": True, "app2": True}, {"rollout_batch_size": 2},
+                                      [["app1", "app2"], ["work1"]]),
+}
+
+
+@pytest.mark.parametrize("case", ROLLOUT_CASES)
+def test_the_rollout_takes_every_host_at_once_only_when_none_serves(case, tmp_path):
+    """playbooks/app.yml's roll play, its serial and vars as they are, after a play that sets
+    app_web_serving the way tasks/web_slots.yml does."""
+    import json
+    import os
+    import sys
+    serving, extra, batches = ROLLOUT_CASES[case]
+    roll = next(play for play in yaml.safe_load((REPO / "playbooks/app.yml").read_text())
+                if "serial" in play)
+    hosts = {name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+             for name in ["app1", "app2", "work1"]}
+    inventory = {"all": {"hosts": hosts, "children": {
+        "app": {"hosts": {"app1": None, "app2": None}}, "worker": {"hosts": {"work1": None}}}}}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    playbook = [
+        {"hosts": "app", "gather_facts": False, "tasks": [
+            {"ansible.builtin.set_fact": {"app_web_serving": value}, "when": f"inventory_hostname == '{host}'"}
+            for host, value in serving.items() if value is not None]},
+        {"hosts": roll["hosts"], "gather_facts": False, "serial": roll["serial"], "vars": roll["vars"],
+         "tasks": [{"ansible.builtin.copy": {
+             "dest": f"{tmp_path}/batch-{{{{ ansible_play_batch | first }}}}.json",
+             "content": "{{ ansible_play_batch | to_json }}"}, "delegate_to": "localhost", "run_once": True}]},
+    ]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(playbook))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+         str(tmp_path / "play.yml"), "-e", json.dumps(extra)],
+        cwd=REPO, env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg")),
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ran = sorted(json.loads(path.read_text()) for path in tmp_path.glob("batch-*.json"))
+    assert ran == sorted(batches)
