@@ -34,15 +34,22 @@ if [ "${REUSE:-0}" != 1 ]; then # REUSE=1: the scenario's hosts are up and conve
 fi
 # Molecule's inventory of the scenario (host connections and the scenario's group_vars).
 inventory=$(ls -td "$HOME"/.ansible/tmp/molecule.*.multi_host/inventory | head -n 1) # the newest: other clones leave theirs
-docker cp tests/load/https_load.py mh-lb:/tmp/load.py
+# Streamed in, not `docker cp`: systemd mounts a tmpfs on the host's /tmp, and docker cp
+# writes beneath it, where python3 does not see the file.
+docker exec -i mh-lb sh -c 'cat >/tmp/load.py' <tests/load/https_load.py
 
 rows=()
 release() { # name playbook args...
 	local name=$1 playbook=$2
 	shift 2
 	docker exec mh-lb rm -f /tmp/load.stop /tmp/load.json
-	docker exec -d mh-lb python3 /tmp/load.py https://127.0.0.1/health /tmp/load.stop /tmp/load.json "$THREADS"
+	docker exec -d mh-lb sh -c "python3 /tmp/load.py https://127.0.0.1/health /tmp/load.stop /tmp/load.json $THREADS >/tmp/load.log 2>&1"
 	sleep 2
+	if ! docker exec mh-lb pgrep -f /tmp/load.py >/dev/null; then
+		echo "the load generator is not running on mh-lb:" >&2
+		docker exec mh-lb cat /tmp/load.log >&2
+		exit 1
+	fi
 	local before started rc=0
 	before=$(load1)
 	started=$(date +%s.%N)
@@ -51,7 +58,16 @@ release() { # name playbook args...
 	took=$(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
 	sleep 2
 	docker exec mh-lb touch /tmp/load.stop
-	until docker exec mh-lb test -f /tmp/load.json; do sleep 0.5; done
+	local waited=0
+	until docker exec mh-lb test -f /tmp/load.json; do
+		sleep 0.5
+		waited=$((waited + 1))
+		if [ "$waited" -gt 120 ]; then
+			echo "the load generator wrote no summary within 60 s:" >&2
+			docker exec mh-lb cat /tmp/load.log >&2
+			exit 1
+		fi
+	done
 	local summary
 	summary=$(docker exec mh-lb cat /tmp/load.json)
 	echo "$name: playbook rc=$rc in $took s; load $before -> $(load1); $summary"
@@ -62,15 +78,4 @@ release deploy-app-2 deploy.yml -e app_image=deployer-sample/app:2 -e app_image_
 	-e "app_image_build_path=$repo/molecule/multi_host/images/app-2"
 release rollback rollback.yml
 
-printf '%s\n' "${rows[@]}" | python3 -c '
-import json, sys
-rows = [json.loads(line) for line in sys.stdin]
-json.dump(rows, open(sys.argv[1] + ".json", "w"), indent=2)
-lines = ["| release | playbook | requests | failed | longest gap | client threads | load (1 min) |",
-         "|---|---|---|---|---|---|---|"]
-for r in rows:
-    lines.append(f"| {r[\"release\"]} | rc={r[\"playbook_rc\"]}, {r[\"playbook_s\"]} s | {r[\"sent\"]} | {r[\"failed\"]} | "
-                 f"{r[\"longest_gap_s\"]} s | {r[\"threads\"]} | {r[\"load_before\"]} -> {r[\"load_after\"]} |")
-open(sys.argv[1] + ".md", "w").write("\n".join(lines) + "\n")
-print("\n".join(lines))
-' "$results/$stamp"
+printf '%s\n' "${rows[@]}" | python3 bench/release/table.py "$results/$stamp"
