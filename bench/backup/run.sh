@@ -2,7 +2,7 @@
 # Backup and restore times for a database of BENCH_DB_GB (default 1) GB, and the time to rebuild
 # a lost server from the offsite copy. Not a test: it prints figures (see README.md).
 #
-#   bench/backup/run.sh            # about 20 minutes on 2 cores
+#   bench/backup/run.sh            # about 8 minutes on 2 cores (1 GB)
 #
 # It uses the backup scenario's hosts (molecule create/converge -s backup): backup-data runs the
 # stack with the backup role, backup-offsite holds the restic repository over SFTP. Then:
