@@ -2,8 +2,11 @@
 passwords that need encoding, the web and Celery commands, and its input checks.
 
 render_role_template and failed_checks are shared with test_nginx.py and test_tls.py."""
+import json
+import os
 import shlex
 import subprocess
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -307,9 +310,6 @@ ROLLOUT_CASES = {
 def test_the_rollout_takes_every_host_at_once_only_when_none_serves(case, tmp_path):
     """playbooks/app.yml's roll play, its serial and vars as they are, after a play that sets
     app_web_serving the way tasks/web_slots.yml does."""
-    import json
-    import os
-    import sys
     serving, extra, batches = ROLLOUT_CASES[case]
     roll = next(play for play in yaml.safe_load((REPO / "playbooks/app.yml").read_text())
                 if "serial" in play)

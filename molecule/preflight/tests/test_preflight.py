@@ -1,4 +1,4 @@
-"""playbooks/preflight.yml against a real Debian 13 test host, with the host in every tier:
+"""playbooks/preflight.yml against a fresh Debian 13 test host, with the host in every tier:
 a fit inventory passes and changes nothing; each unfit host or inventory stops the run with
 a message naming what to fix, before anything changes. The -e overrides stand in for a host
 that is too small or unsupported, and for a vault that lacks a secret (one run each; the
@@ -14,26 +14,25 @@ import yaml
 
 REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+HOST = "preflight-host"
 
 
 @pytest.fixture(scope="module")
 def inventory(tmp_path_factory):
-    key = (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "id_ed25519.pub").read_text().strip()
+    """The scenario's own inventory (the host in every tier, the fit variables of
+    molecule.yml), as a file of its own that each run can override with -e."""
+    molecule = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())
     path = tmp_path_factory.mktemp("preflight") / "hosts.yml"
     path.write_text(yaml.safe_dump({"all": {
-        "children": {tier: {"hosts": {"hardened": {}}} for tier in ("lb", "app", "worker", "db", "cache")},
-        "hosts": {"hardened": {"ansible_connection": "docker"}},
-        "vars": {"stack_name": "shop", "stack_domains": ["shop.example.com"],
-                 "base_deploy_authorized_keys": [key], "app_image": "shop/web:1.0.0",
-                 "app_module": "shop.wsgi:application", "app_celery_app": "shop",
-                 "vault_postgres_password": "pg-secret", "vault_redis_password": "redis-secret",
-                 "vault_app_secret_key": "app-secret"}}}))
+        "children": {tier: {"hosts": {HOST: {}}} for tier in ("lb", "app", "worker", "db", "cache")},
+        "hosts": {HOST: {"ansible_connection": "docker"}},
+        "vars": molecule["provisioner"]["inventory"]["group_vars"]["all"]}}))
     return path
 
 
 FAILURES = {
     "system": ({"preflight_supported_systems": ["Debian 12"]},
-               "hardened runs Debian 13; the roles support Debian 12 (preflight_supported_systems)."),
+               f"{HOST} runs Debian 13; the roles support Debian 12 (preflight_supported_systems)."),
     "memory": ({"preflight_min_memory_mb": 100000000},
                "MiB of memory, less than preflight_min_memory_mb (100000000 MiB)."),
     "disk": ({"preflight_min_disk_free_mb": 1000000000},
@@ -62,7 +61,7 @@ def runs(inventory):
 def test_a_fit_host_and_inventory_pass_without_a_change(runs):
     rc, out = runs["fit"]
     assert rc == 0, out
-    assert "hardened : ok=" in out and "changed=0" in out and "failed=0" in out, out
+    assert f"{HOST} : ok=" in out and "changed=0" in out and "failed=0" in out, out
 
 
 @pytest.mark.parametrize("case", FAILURES)
