@@ -21,20 +21,18 @@ def ansible_vars(tmp_path):
     """Evaluate variables for every host of an inventory the way a playbook in playbooks/
     sees them (with group_vars/all/wiring.yml loaded). Returns {host: {var: value}}."""
 
-    def evaluate(inventory_yaml: str, names: list[str]) -> dict:
+    def evaluate(inventory_yaml: str, names: list[str], before: list | None = None) -> dict:
+        """before: tasks to run first, such as a playbook's pre_tasks."""
         (tmp_path / "hosts.yml").write_text(inventory_yaml)
         (tmp_path / "group_vars").symlink_to(REPO / "group_vars")
         out = tmp_path / "out"
         out.mkdir()
-        (tmp_path / "probe.yml").write_text(
-            "- hosts: all\n  gather_facts: false\n  tasks:\n"
-            "    - ansible.builtin.copy:\n"
-            f"        dest: '{out}/{{{{ inventory_hostname }}}}.json'\n"
-            "        content: '{{ probe | to_json }}'\n"
-            "      delegate_to: localhost\n"
-            "      vars:\n"
-            "        probe: {" + ", ".join(f"'{n}': '{{{{ {n} }}}}'" for n in names) + "}\n"
-        )
+        probe = {"ansible.builtin.copy": {"dest": f"{out}/{{{{ inventory_hostname }}}}.json",
+                                          "content": "{{ probe | to_json }}"},
+                 "delegate_to": "localhost",
+                 "vars": {"probe": {n: f"{{{{ {n} }}}}" for n in names}}}
+        (tmp_path / "probe.yml").write_text(yaml.safe_dump(
+            [{"hosts": "all", "gather_facts": False, "tasks": [*(before or []), probe]}]))
         env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
         result = subprocess.run(
             [str(VENV_BIN / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),

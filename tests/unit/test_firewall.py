@@ -28,9 +28,8 @@ def role_vars(**inputs):
     context = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     context.update(inputs, ansible_managed="Ansible managed")
     for name, value in yaml.safe_load((ROLE / "vars" / "main.yml").read_text()).items():
-        expression = value.strip()
-        if expression.startswith("{{"):
-            value = ENV.compile_expression(expression[2:-2])(**context)
+        if isinstance(value, str) and value.strip().startswith("{{"):
+            value = ENV.compile_expression(value.strip()[2:-2])(**context)
         context[name] = value
     return context
 

@@ -1,4 +1,7 @@
 """The wiring in group_vars/all/wiring.yml, evaluated for real inventories."""
+import yaml
+
+from conftest import REPO
 
 MULTI = """
 all:
@@ -115,3 +118,40 @@ def test_the_lb_proxies_to_each_app_hosts_serving_web_slot(ansible_vars):
 def test_a_single_server_proxies_to_its_serving_web_slot_by_name(ansible_vars):
     single = SINGLE.replace("app: {hosts: {vps: }}", "app: {hosts: {vps: {app_web_slot: b}}}")
     assert ansible_vars(single, ["nginx_upstream_servers"])["vps"]["nginx_upstream_servers"] == ["web-b:8000"]
+
+
+def listing_tasks():
+    """playbooks/common.yml's pre_tasks as they are: each role the host runs lists its packages."""
+    play = yaml.safe_load((REPO / "playbooks/common.yml").read_text())[0]
+    return play["pre_tasks"]
+
+
+BASELINE = {"openssh-server", "nftables", "docker.io", "docker-cli", "docker-compose", "apparmor",
+            "python3-requests"}
+
+
+def test_the_base_role_gets_the_packages_of_every_role_its_host_runs(ansible_vars):
+    hosts = {name: set(v["base_stack_packages"])
+             for name, v in ansible_vars(MULTI, ["base_stack_packages"], before=listing_tasks()).items()}
+    assert hosts["lb1"] == BASELINE | {"python3-cryptography"}
+    # The backup job runs where the data is: PostgreSQL and Redis on data1 (and uploads on the
+    # first app host, when there are uploads).
+    assert hosts["data1"] == BASELINE | {"cron", "curl"}
+    assert hosts["app1"] == hosts["app2"] == hosts["worker1"] == BASELINE
+
+
+def test_the_first_app_host_gets_cron_for_the_uploads_backup(ansible_vars):
+    inventory = MULTI.replace("ansible_connection: local}", "ansible_connection: local, app_media_path: /media}")
+    hosts = ansible_vars(inventory, ["base_stack_packages"], before=listing_tasks())
+    assert set(hosts["app1"]["base_stack_packages"]) == BASELINE | {"cron", "curl"}
+    assert set(hosts["app2"]["base_stack_packages"]) == BASELINE
+
+
+def test_the_listing_follows_the_roles_settings(ansible_vars):
+    inventory = SINGLE.replace("stack_private_address: 192.168.1.10}", (
+        "stack_private_address: 192.168.1.10, tls_mode: acme, backup_restic_enabled: true,"
+        " docker_install_source: official, firewall_enabled: false}"))
+    vps = set(ansible_vars(inventory, ["base_stack_packages"], before=listing_tasks())["vps"]["base_stack_packages"])
+    # Docker's own packages come from its repository, which only the docker role adds.
+    assert vps == {"openssh-server", "python3-cryptography", "certbot", "cron", "curl", "restic",
+                   "openssh-client"}
