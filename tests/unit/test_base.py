@@ -213,6 +213,8 @@ def test_validate(tmp_path):
         "journal_size": {"base_journald_system_max_use": "500MB"},
         "module": {"base_blocked_kernel_modules": ["dccp; rm -rf /"]},
         "spec_type": {"base_deploy_docker_enabled": "maybe"},
+        "versioned_package": {"base_extra_packages": ["nginx=1.26.3-3"]},
+        "dict_sysctl": {"base_sysctl_extra_settings": {"kernel.sysrq": {"a": 1}}},
     }
     results = validate("base", cases, tmp_path)
     for ok in ("defaults", "keys", "forwarding_on", "swap", "timezone"):
@@ -225,7 +227,8 @@ def test_validate(tmp_path):
         "fractional_swap": "base_swap_size", "relative_swap_file": "base_swap_file",
         "reboot_time": "base_unattended_upgrades_reboot_time", "bad_timezone": "base_timezone",
         "journal_size": "base_journald_system_max_use", "module": "base_blocked_kernel_modules",
-        "spec_type": "base_deploy_docker_enabled",
+        "spec_type": "base_deploy_docker_enabled", "versioned_package": "nginx=1.26.3-3",
+        "dict_sysctl": "kernel.sysrq",
     }
     for case, variable in expected.items():
         assert variable in results[case], (case, results[case])
