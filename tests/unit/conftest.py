@@ -49,17 +49,23 @@ def validate_role_cases(role: str, cases: dict, valid: dict, tmp: Path) -> dict:
     inputs plus the case's own, and returns {case: failure message or None}."""
     hosts = {name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                     **valid, **inputs} for name, (inputs, _) in cases.items()}
+    # An inventory cannot set ansible_facts: a case's facts become cacheable set_facts first,
+    # which replace the gathered ones in ansible_facts.
+    fact_names = sorted({name for host in hosts.values() for name in host.get("ansible_facts", {})})
+    for host in hosts.values():
+        host["case_facts"] = host.pop("ansible_facts", {})
+    tasks = [{"ansible.builtin.set_fact": {f"ansible_{name}": f"{{{{ case_facts['{name}'] }}}}", "cacheable": True},
+              "when": f"case_facts['{name}'] is defined"} for name in fact_names]
+    tasks.append({"ansible.builtin.include_role": {"name": role, "tasks_from": "validate"}})
     (tmp / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
-    (tmp / "validate.yml").write_text(
-        "- hosts: all\n  gather_facts: false\n  tasks:\n"
-        f"    - ansible.builtin.include_role:\n        name: {role}\n        tasks_from: validate\n")
+    (tmp / "validate.yml").write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": tasks}]))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
                ANSIBLE_ROLES_PATH=str(REPO / "roles"))
     result = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(tmp / "hosts.yml"),
                              str(tmp / "validate.yml")], cwd=tmp, env=env, capture_output=True, text=True)
     report = json.loads(result.stdout)
     failures = {name: None for name in cases}
-    for task in report["plays"][0]["tasks"]:
+    for task in report["plays"][0]["tasks"][len(fact_names):]:
         for name, outcome in task["hosts"].items():
             if outcome.get("failed") and failures[name] is None:
                 # A loop only says that an item failed: take the failed assertions' messages.

@@ -33,7 +33,7 @@ LOCAL_FILES = sorted(REPO.glob("compose/*/compose.yaml"))
 # Realistic inputs: those the Molecule web scenario deploys the stack with (real passwords,
 # the test images, extra services), plus the host facts templates read.
 WEB_INPUTS = yaml.safe_load((REPO / "molecule" / "web" / "vars" / "inputs.yml").read_text())
-FACTS = {"ansible_memtotal_mb": 4096, "ansible_processor_vcpus": 2, "group_names": ["app", "lb"]}
+FACTS = {"ansible_facts": {"memtotal_mb": 4096, "processor_vcpus": 2}, "group_names": ["app", "lb"]}
 # Each role is also rendered with every optional part switched on (published ports, media,
 # a second instance...), so that no branch of a template escapes the rules.
 VARIANTS = {

@@ -17,7 +17,7 @@ from ansible.template import Templar, trust_as_template
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "postgres"
 VENV_BIN = Path(sys.executable).parent
-FACTS = {"ansible_memtotal_mb": 4096, "ansible_processor_vcpus": 2}
+FACTS = {"ansible_facts": {"memtotal_mb": 4096, "processor_vcpus": 2}}
 
 
 def trusted(value):
@@ -85,7 +85,7 @@ def compose(**inputs):
      {"shared_buffers": "256MB", "effective_cache_size": "768MB", "work_mem": "4MB",
       "max_parallel_workers": "1"}),
     # A dedicated database host gives PostgreSQL most of its memory.
-    ({"postgres_memory_share": 0.75, "ansible_memtotal_mb": 32768},
+    ({"postgres_memory_share": 0.75, "ansible_facts": {"memtotal_mb": 32768, "processor_vcpus": 2}},
      {"shared_buffers": "6144MB", "effective_cache_size": "18432MB", "work_mem": "61MB"}),
 ])
 def test_memory_and_cpu_settings_derive_from_the_limits(inputs, expected):
@@ -177,8 +177,9 @@ CASES = {
                     ["vault_postgres_password", "scripts/generate-secrets inventories/<env>"]),
     "everywhere": ({"postgres_listen_address": "0.0.0.0"}, ["postgres_listen_address", "0.0.0.0"]),
     "public": ({"postgres_listen_address": "203.0.113.7"}, ["postgres_listen_address", "private"]),
-    "not_on_host": ({"postgres_listen_address": "10.9.9.9", "ansible_all_ipv4_addresses": ["10.1.2.3"],
-                     "ansible_all_ipv6_addresses": []}, ["postgres_listen_address", "10.1.2.3"]),
+    "not_on_host": ({"postgres_listen_address": "10.9.9.9", "ansible_facts": {
+        **FACTS["ansible_facts"], "all_ipv4_addresses": ["10.1.2.3"], "all_ipv6_addresses": []}},
+        ["postgres_listen_address", "10.1.2.3"]),
     "bad_size": ({"postgres_shared_buffers": "256"}, ["postgres_shared_buffers", "kB, MB, GB"]),
     "bad_limit": ({"postgres_memory_limit": "1.5g"}, ["postgres_memory_limit"]),
     "other_major": ({"postgres_image": "postgres:16.4-bookworm"}, ["postgres_version", "postgres_image"]),

@@ -38,7 +38,7 @@ def inventory(request):
 
 def address(host):
     """The host's address on the test network (its default route's source, as the wiring's
-    ansible_default_ipv4), not one of its own docker bridges."""
+    ansible_facts.default_ipv4), not one of its own docker bridges."""
     return host.check_output(
         "python3 -c %s", "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
         "s.connect(('10.255.255.255', 1)); print(s.getsockname()[0])")
