@@ -240,7 +240,7 @@ def test_the_worker_healthcheck_pings_its_own_node():
     test = compose()["services"]["worker"]["healthcheck"]["test"]
     assert test[:3] == ["CMD", "/bin/sh", "-c"]
     words = shlex.split(test[3].replace("$$", "$").split("&& exec ", 1)[1])
-    assert words == ["celery", "-A", "sample_app.tasks:celery", "inspect", "ping", "--timeout", "10",
+    assert words == ["celery", "-A", "sample_app.tasks:celery", "inspect", "ping", "--timeout", "3",
                      "-d", "celery@$HOSTNAME"]
 
 
