@@ -14,7 +14,9 @@ import json
 import os
 import pathlib
 import re
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -193,9 +195,14 @@ def run_site(inventory, log_name, env_extra=None):
     if env_extra:
         env.update(env_extra)
     log_path = WORK / "logs" / f"{PREFIX}-{log_name}.log"
+    # The control node's CPU time for the run (ansible-playbook and its workers): it varies less
+    # than wall time when other work shares this machine's cores.
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log_path, "w") as out:
         rc = subprocess.run(["ansible-playbook", "site.yml", "-i", str(inventory)],
                             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    controller_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     text = log_path.read_text()
     if rc != 0:
         raise RuntimeError(f"site.yml failed (rc {rc}); see {log_path}:\n{text[-3000:]}")
@@ -206,6 +213,7 @@ def run_site(inventory, log_name, env_extra=None):
     return {"recap": recap, "changed": sum(r.get("changed", 0) for r in recap.values()),
             "tasks": sum(1 for line in text.splitlines() if line.startswith("TASK [")),
             "slowest_tasks": [[name.strip(), float(sec)] for name, sec in slowest],
+            "controller_cpu_seconds": round(controller_cpu, 1),
             "log": str(log_path.relative_to(REPO))}
 
 
@@ -270,19 +278,34 @@ def deploy_against_floor(count, ssh_key, baseline_packages, label, results, save
 
 # --- no-op re-runs ----------------------------------------------------------------------
 
-def noop_runs(names, ssh_key, variants, results, save):
-    """Appends one result per variant to results, calling save() after each."""
+def noop_runs(names, ssh_key, variants, repeats, results, save):
+    """Appends one result per variant to results, calling save() after each. Each variant runs
+    `repeats` times in a row: the seconds are the median, with every run's figure kept, because
+    one run of the same code on this shared machine varies by several seconds."""
     for variant in variants:
         connection, env = VARIANTS[variant]
         inventory = WORK / f"inventory-noop-{PREFIX}{len(names)}-{connection}"
         write_inventory(inventory, names, connection=connection, ssh_key=ssh_key)
-        # A new control path directory: each variant opens its own SSH connections.
-        shutil.rmtree(WORK / f"cp-{os.getpid()}", ignore_errors=True)
-        (WORK / f"cp-{os.getpid()}").mkdir()
         slug = re.sub(r"[^a-z0-9]+", "-", variant.lower()).strip("-")
-        result = measured(run_site, inventory, f"noop-{slug}", env)
-        result["variant"] = variant
-        log(f"no-op [{variant}]: {result['seconds']} s, changed={result['changed']}")
+        runs = []
+        for attempt in range(1, repeats + 1):
+            # A new control path directory: each run opens its own SSH connections.
+            shutil.rmtree(WORK / f"cp-{os.getpid()}", ignore_errors=True)
+            (WORK / f"cp-{os.getpid()}").mkdir()
+            name = f"noop-{slug}" if attempt == 1 else f"noop-{slug}-{attempt}"
+            runs.append(measured(run_site, inventory, name, env))
+            log(f"no-op [{variant}] run {attempt}/{repeats}: {runs[-1]['seconds']} s, "
+                f"changed={runs[-1]['changed']}")
+        result = {
+            "variant": variant,
+            "seconds": round(statistics.median(r["seconds"] for r in runs), 1),
+            "runs_seconds": [r["seconds"] for r in runs],
+            "controller_cpu_seconds": round(statistics.median(r["controller_cpu_seconds"] for r in runs), 1),
+            # Each run must leave everything unchanged, so the largest count is the one to report.
+            "changed": max(r["changed"] for r in runs),
+            "load_before": runs[0]["load_before"],
+            "load_after": runs[-1]["load_after"],
+        }
         results.append(result)
         save()
 
@@ -359,13 +382,15 @@ def markdown(data):
     if data.get("deploys"):
         lines += ["## Converge from fresh hosts against the floor", "",
                   f"Target: ratio ≤ {COLD_RATIO_TARGET}. Floor: `bench/floor.sh` on identical fresh hosts.", "",
-                  "| hosts | site.yml (s) | changed | floor (s) | ratio | load site.yml | load floor |",
-                  "|---:|---:|---:|---:|---:|---|---|"]
+                  "| hosts | site.yml (s) | changed | floor (s) | ratio | site.yml control node CPU s "
+                  "| load site.yml | load floor |",
+                  "|---:|---:|---:|---:|---:|---:|---|---|"]
         for d in data["deploys"]:
             floor_s, ratio, floor_load = ((d["floor"]["seconds"], f"**{d['ratio']}**", fmt_load(d["floor"]))
                                           if "floor" in d else ("(not reached)", "", ""))
             lines.append(f"| {d['hosts']} | {d['deployer']['seconds']} | {d['deployer']['changed']} | "
-                         f"{floor_s} | {ratio} | {fmt_load(d['deployer'])} | {floor_load} |")
+                         f"{floor_s} | {ratio} | {d['deployer'].get('controller_cpu_seconds', '')} "
+                         f"| {fmt_load(d['deployer'])} | {floor_load} |")
         lines.append("")
         for d in data["deploys"]:
             if d["deployer"].get("slowest_tasks"):
@@ -374,9 +399,13 @@ def markdown(data):
     if data.get("noop"):
         lines += ["## No-op re-run of site.yml on the converged single host", "",
                   f"Target: changed=0 and ≤ {NOOP_SECONDS_TARGET} s.", "",
-                  "| connection and strategy | seconds | changed | load |", "|---|---:|---:|---|"]
+                  "| connection and strategy | seconds (median) | each run | control node CPU s (median) "
+                  "| changed (most) | load |",
+                  "|---|---:|---|---:|---:|---|"]
         for n in data["noop"]:
-            lines.append(f"| {n['variant']} | {n['seconds']} | {n['changed']} | {fmt_load(n)} |")
+            runs = ", ".join(str(r) for r in n.get("runs_seconds", [n["seconds"]]))
+            lines.append(f"| {n['variant']} | {n['seconds']} | {runs} | {n.get('controller_cpu_seconds', '')} "
+                         f"| {n['changed']} | {fmt_load(n)} |")
         lines.append("")
     if data.get("http"):
         h = data["http"][0]
@@ -401,6 +430,8 @@ def main():
     parser.add_argument("--scale", default="1,2,4", help="host counts to converge (default 1,2,4)")
     parser.add_argument("--variants", default=",".join(str(i) for i in range(len(VARIANTS))),
                         help="no-op variants by index: " + "; ".join(f"{i}={v}" for i, v in enumerate(VARIANTS)))
+    parser.add_argument("--noop-repeats", type=int, default=3,
+                        help="runs of each no-op variant; the median is reported (default 3)")
     parser.add_argument("--http-seconds", type=int, default=10)
     parser.add_argument("--http-connections", type=int, default=16)
     parser.add_argument("--keep", action="store_true", help="leave the test hosts running at the end")
@@ -435,6 +466,8 @@ def main():
         out_json.write_text(json.dumps(data, indent=2) + "\n")
         out_md.write_text(markdown(data))
 
+    if args.noop_repeats < 1:
+        parser.error("--noop-repeats must be at least 1")
     variants = [list(VARIANTS)[int(i)] for i in args.variants.split(",") if i != ""]
     counts = [int(c) for c in args.scale.split(",") if c]
     if args.floor_only:
@@ -467,7 +500,7 @@ def main():
         return
     if args.noop_only:
         names = host_names(1)
-        noop_runs(names, ssh_key, variants, data["noop"], save)
+        noop_runs(names, ssh_key, variants, args.noop_repeats, data["noop"], save)
         log(f"wrote {out_md.relative_to(REPO)} and {out_json.relative_to(REPO)}")
         print(out_md.read_text())
         return
@@ -476,7 +509,7 @@ def main():
         # serves the no-op re-runs and the HTTP load.
         if 1 in counts:
             def converged(names):
-                noop_runs(names, ssh_key, variants, data["noop"], save)
+                noop_runs(names, ssh_key, variants, args.noop_repeats, data["noop"], save)
                 if args.http_seconds > 0:
                     data["http"] = http_bench(names[0], args.http_seconds, args.http_connections)
                     save()
