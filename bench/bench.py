@@ -389,7 +389,7 @@ def markdown(data):
             floor_s, ratio, floor_load = ((d["floor"]["seconds"], f"**{d['ratio']}**", fmt_load(d["floor"]))
                                           if "floor" in d else ("(not reached)", "", ""))
             lines.append(f"| {d['hosts']} | {d['deployer']['seconds']} | {d['deployer']['changed']} | "
-                         f"{floor_s} | {ratio} | {d['deployer'].get('controller_cpu_seconds', '')} "
+                         f"{floor_s} | {ratio} | {d['deployer']['controller_cpu_seconds']} "
                          f"| {fmt_load(d['deployer'])} | {floor_load} |")
         lines.append("")
         for d in data["deploys"]:
@@ -403,8 +403,8 @@ def markdown(data):
                   "| changed (most) | load |",
                   "|---|---:|---|---:|---:|---|"]
         for n in data["noop"]:
-            runs = ", ".join(str(r) for r in n.get("runs_seconds", [n["seconds"]]))
-            lines.append(f"| {n['variant']} | {n['seconds']} | {runs} | {n.get('controller_cpu_seconds', '')} "
+            runs = ", ".join(str(r) for r in n["runs_seconds"])
+            lines.append(f"| {n['variant']} | {n['seconds']} | {runs} | {n['controller_cpu_seconds']} "
                          f"| {n['changed']} | {fmt_load(n)} |")
         lines.append("")
     if data.get("http"):

@@ -23,7 +23,16 @@ def load_plugin():
     return module
 
 
+class Invocation:
+    """The one attribute of Mitogen's Invocation that _load_collections fills."""
+
+    def __init__(self):
+        self._extra_sys_paths = set()
+
+
 def test_the_plugin_gives_mitogens_strategy_and_lists_the_collections_once():
+    mitogens_own = ansible_mitogen.planner._load_collections
+    assert mitogens_own.__module__ == "ansible_mitogen.planner"
     plugin = load_plugin()
     assert plugin.StrategyModule.__module__.startswith("ansible_mitogen"), \
         "Mitogen did not load: the plugin fell back to Ansible's linear strategy"
@@ -31,6 +40,11 @@ def test_the_plugin_gives_mitogens_strategy_and_lists_the_collections_once():
     assert ansible_mitogen.planner._load_collections is plugin._load_collections
     names = {Path(path).relative_to(Path(path).parents[1]).as_posix() for path in plugin.COLLECTION_DIRS}
     assert {"community/docker", "community/general", "ansible/posix", "community/crypto"} <= names
+    # A worker gets the same module search paths as from Mitogen's own listing.
+    by_mitogen, by_plugin = Invocation(), Invocation()
+    mitogens_own(by_mitogen)
+    plugin._load_collections(by_plugin)
+    assert by_plugin._extra_sys_paths == by_mitogen._extra_sys_paths
 
 
 def test_ansible_playbook_runs_a_collection_module_through_the_plugin(tmp_path):
