@@ -2,6 +2,7 @@
 passwords that need encoding, the web and Celery commands, and its input checks.
 
 render_role_template and failed_checks are shared with test_nginx.py and test_tls.py."""
+import importlib.util
 import json
 import os
 import shlex
@@ -22,6 +23,10 @@ REPO = Path(__file__).resolve().parents[2]
 # test modules may have set the loader up already.
 if AnsibleCollectionConfig.collection_finder is None:
     init_plugin_loader()
+
+_spec = importlib.util.spec_from_file_location("input_checks", REPO / "plugins" / "action" / "input_checks.py")
+input_checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(input_checks)
 
 
 def _trusted(value):
@@ -66,38 +71,34 @@ def render_role_template(role, template, **inputs):
 
 
 def failed_checks(role, **inputs):
-    """[name] of the first assert in the role's tasks/validate.yml that fails for these inputs
-    (a play stops there too), or []."""
+    """[name] of the first rule in the role's tasks/validate.yml that fails for these inputs, or []."""
     failure = first_failure(role, **inputs)
-    return [failure[0]] if failure else []
+    return [failure["name"]] if failure else []
 
 
 def failure_message(role, **inputs):
-    """The fail_msg the first failing assert of the role's tasks/validate.yml prints, or None."""
+    """The fail_msg the first failing rule of the role's tasks/validate.yml prints, or None."""
     failure = first_failure(role, **inputs)
-    return " ".join(failure[1].template(trust_as_template(failure[2])).split()) if failure else None
+    return failure["msg"] if failure else None
 
 
 def first_failure(role, **inputs):
-    """(task name, templar of the failing item, fail_msg) of the first failing assert, or None."""
+    """The first broken rule ({"name", "msg"}), checked by the input_checks action plugin's own
+    code; an `assert` task counts as one rule. Read-only probes are skipped: a test gives their
+    registered results as inputs."""
     templar = role_templar(role, inputs)
     for task in yaml.safe_load((REPO / "roles" / role / "tasks" / "validate.yml").read_text()):
-        if "ansible.builtin.assert" not in task:
-            continue  # a read-only probe; the test gives its registered result as an input
-        conditions = task["ansible.builtin.assert"]["that"]
-        conditions = conditions if isinstance(conditions, list) else [conditions]
-        task_templar = templar.copy_with_new_env()
-        task_templar.available_variables = {**templar.available_variables,
-                                            **_trusted(task.get("vars", {}))}
-        when = task.get("when", True)
-        if not task_templar.evaluate_conditional(trust_as_template(when) if isinstance(when, str) else when):
+        if "input_checks" in task:
+            rules = task["input_checks"]["checks"]
+        elif "ansible.builtin.assert" in task:
+            rules = [{"name": task["name"], **task["ansible.builtin.assert"],
+                      **{key: task[key] for key in ("when", "vars", "loop", "loop_control") if key in task}}]
+            rules[0].pop("quiet", None)
+        else:
             continue
-        items = task_templar.template(trust_as_template(task["loop"])) if "loop" in task else [None]
-        for item in items:
-            item_templar = task_templar.copy_with_new_env()
-            item_templar.available_variables = {**task_templar.available_variables, "item": item}
-            if not all(item_templar.evaluate_conditional(trust_as_template(c)) for c in conditions):
-                return task["name"], item_templar, task["ansible.builtin.assert"].get("fail_msg", "")
+        failures = input_checks.evaluate(_trusted(rules), templar)
+        if failures:
+            return failures[0]
     return None
 
 

@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conftest import validate_role_cases
-from test_app import REPO, failed_checks, render_role_template, role_templar, trust_as_template
+from test_app import REPO, failed_checks, failure_message, render_role_template, role_templar, trust_as_template
 
-KEY_CHECK = "Check that tls_private_key belongs to tls_certificate (edit both in the inventory's vault)"
+KEY_CHECK = "Check that tls_private_key belongs to tls_certificate"
 VALIDITY_CHECK = "Check that the provided certificate is set and still valid"
 
 
@@ -45,6 +45,9 @@ def test_a_key_of_another_certificate_fails():
     cert, _ = certificate()
     _, other_key = certificate()
     assert provided(cert, other_key) == [KEY_CHECK]
+    message = failure_message("tls", tls_mode="provided", tls_certificate=cert, tls_private_key=other_key)
+    assert "not the private key of tls_certificate" in message
+    assert "BEGIN" not in message
 
 
 def test_an_expired_certificate_fails():
