@@ -13,7 +13,14 @@ except Exception as error:  # noqa: BLE001 - any failure to load means: run with
 
     Display().warning(f"Mitogen did not load ({error}); running Ansible's own linear strategy.")
 else:
-    import ansible.collections.list
+    import collections
+    import importlib.machinery
+    import importlib.resources
+    import importlib.util
+    import os
+    import pathlib
+
+    import ansible_mitogen.module_finder
     import ansible_mitogen.planner
 
     # Before it runs a module from a collection (community.docker, community.general, ...),
@@ -23,9 +30,23 @@ else:
     # such task here, with the ~50 collections of the `ansible` package. Listing them once
     # in this process, before any worker forks, leaves the packages imported for every worker,
     # and the workers reuse the list (collections do not change during a run).
-    COLLECTION_DIRS = tuple(
-        path.decode("utf-8") for path in ansible.collections.list.list_collection_dirs()
-    )
+    def _collection_dirs():
+        """The directories ansible.collections.list.list_collection_dirs() gives Mitogen: each
+        installed collection, the first found of each name. That function also reads every
+        collection's MANIFEST.json and warns on each run that ansible-core's internal
+        `ansible._protomatter` has none; the directories are all Mitogen uses."""
+        found = set()
+        for path in importlib.resources.files("ansible_collections").glob("*/*/"):
+            path = pathlib.Path(os.path.expandvars(path.as_posix())).expanduser().absolute()
+            if not path.is_dir():
+                continue
+            try:
+                found.add(importlib.resources.files(f"ansible_collections.{path.parent.name}.{path.name}").as_posix())
+            except ImportError:
+                continue
+        return tuple(sorted(found))
+
+    COLLECTION_DIRS = _collection_dirs()
 
     def _load_collections(invocation):
         invocation._extra_sys_paths.update(COLLECTION_DIRS)
@@ -33,3 +54,58 @@ else:
     # Only where Mitogen still has the function this replaces; otherwise keep Mitogen's own.
     if callable(getattr(ansible_mitogen.planner, "_load_collections", None)):
         ansible_mitogen.planner._load_collections = _load_collections
+
+    # Before it runs a module, Mitogen finds the module_utils it imports: it compiles the module
+    # and, recursively, every module_utils file it reaches (about 46 files for most modules),
+    # about 0.1 s a module. It keeps the answer per module, but not per file, so each of the
+    # ~20 modules of a site.yml run compiles basic.py and the rest again; with the files' imports
+    # kept, a module after the first costs a few milliseconds. Mitogen does this in its own
+    # process, forked from this one, which lives for the whole run (files do not change then).
+    # Only where Mitogen still finds module_utils with the function this replaces.
+    _IMPORTS = {}
+    _SPECS = {}
+
+    def _imports(origin, prefix):
+        if (origin, prefix) not in _IMPORTS:
+            with open(origin, "rb") as source:
+                code = compile(source.read(), origin, "exec")
+            _IMPORTS[origin, prefix] = tuple(ansible_mitogen.module_finder.walk_imports(code, prefix))
+        return _IMPORTS[origin, prefix]
+
+    def _find_spec(name, locations):
+        key = (name, tuple(locations))
+        if key not in _SPECS:
+            _SPECS[key] = importlib.util._find_spec(name, locations)
+        return _SPECS[key]
+
+    def _scan_importlib_find_spec(module_name, module_path, search_path):
+        """Mitogen's function of the same name (ansible_mitogen/module_finder.py), with each
+        file's imports and each name's spec looked up once."""
+        prefix = importlib.machinery.ModuleSpec(ansible_mitogen.module_finder.PREFIX.rstrip("."), loader=None)
+        prefix.submodule_search_locations = search_path
+        queue = collections.deque([importlib.machinery.ModuleSpec(module_name, loader=None, origin=module_path)])
+        specs = {prefix.name: prefix}
+        while queue:
+            spec = queue.popleft()
+            if spec.origin is None:
+                continue
+            for name in _imports(spec.origin, prefix.name):
+                if name in specs:
+                    continue
+                parent = specs[name.rpartition(".")[0]]
+                if parent is None or not parent.submodule_search_locations:
+                    specs[name] = None
+                    continue
+                child = _find_spec(name, parent.submodule_search_locations)
+                if child is None or child.origin is None:
+                    specs[name] = None
+                    continue
+                specs[name] = child
+                queue.append(child)
+        del specs[prefix.name]
+        return sorted((spec.name, spec.origin, spec.submodule_search_locations is not None)
+                      for spec in specs.values() if spec is not None)
+
+    if callable(getattr(ansible_mitogen.module_finder, "_scan_importlib_find_spec", None)) and callable(
+            getattr(ansible_mitogen.module_finder, "walk_imports", None)):
+        ansible_mitogen.module_finder._scan_importlib_find_spec = _scan_importlib_find_spec

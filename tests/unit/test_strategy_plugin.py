@@ -6,12 +6,18 @@ import os
 import subprocess
 from pathlib import Path
 
+import ansible
+import ansible_mitogen.module_finder
 import ansible_mitogen.planner
-from ansible.plugins.loader import init_plugin_loader
+import pytest
+from ansible.plugins.loader import init_plugin_loader, module_loader
 
 from conftest import REPO, VENV_BIN
 
 PLUGIN = REPO / "plugins" / "strategy" / "mitogen_linear.py"
+# Mitogen's own functions, before the plugin (loaded by the fixture below) replaces them.
+MITOGENS_LOAD_COLLECTIONS = ansible_mitogen.planner._load_collections
+MITOGENS_SCAN = ansible_mitogen.module_finder._scan_importlib_find_spec
 
 
 def load_plugin():
@@ -30,10 +36,14 @@ class Invocation:
         self._extra_sys_paths = set()
 
 
-def test_the_plugin_gives_mitogens_strategy_and_lists_the_collections_once():
-    mitogens_own = ansible_mitogen.planner._load_collections
+@pytest.fixture(scope="module")
+def plugin():
+    return load_plugin()
+
+
+def test_the_plugin_gives_mitogens_strategy_and_lists_the_collections_once(plugin):
+    mitogens_own = MITOGENS_LOAD_COLLECTIONS
     assert mitogens_own.__module__ == "ansible_mitogen.planner"
-    plugin = load_plugin()
     assert plugin.StrategyModule.__module__.startswith("ansible_mitogen"), \
         "Mitogen did not load: the plugin fell back to Ansible's linear strategy"
     # If a Mitogen upgrade renames the function, the speed-up is gone: this says so.
@@ -45,6 +55,21 @@ def test_the_plugin_gives_mitogens_strategy_and_lists_the_collections_once():
     mitogens_own(by_mitogen)
     plugin._load_collections(by_plugin)
     assert by_plugin._extra_sys_paths == by_mitogen._extra_sys_paths
+
+
+@pytest.mark.parametrize("module", [
+    "ansible.builtin.file", "ansible.builtin.user", "community.docker.docker_compose_v2",
+    "community.general.timezone", "ansible.posix.authorized_key", "community.crypto.openssl_privatekey"])
+def test_the_plugins_module_utils_scan_finds_what_mitogens_own_finds(plugin, module):
+    """Mitogen finds a module's module_utils with the plugin's scan, which looks each file up
+    once a run; it must give the same files as Mitogen's own, for each module in turn."""
+    assert MITOGENS_SCAN.__module__ == "ansible_mitogen.module_finder"
+    assert ansible_mitogen.module_finder._scan_importlib_find_spec is plugin._scan_importlib_find_spec
+    path = module_loader.find_plugin(module)
+    search_path = (str(Path(ansible.__file__).parent / "module_utils"),)
+    expected = MITOGENS_SCAN(f"ansible_module_{module}", path, search_path)
+    assert len(expected) > 10, expected
+    assert ansible_mitogen.module_finder.scan(f"ansible_module_{module}", path, search_path) == expected
 
 
 def test_ansible_playbook_runs_a_collection_module_through_the_plugin(tmp_path):
