@@ -121,9 +121,12 @@ def test_a_single_server_proxies_to_its_serving_web_slot_by_name(ansible_vars):
 
 
 def listing_tasks():
-    """playbooks/common.yml's pre_tasks as they are: each role the host runs lists its packages."""
+    """playbooks/common.yml's listing pre_task as it is: each role the host runs lists its
+    packages (the pre_tasks after it install them)."""
     play = yaml.safe_load((REPO / "playbooks/common.yml").read_text())[0]
-    return play["pre_tasks"]
+    listing = [task for task in play["pre_tasks"] if task["name"] == "List the Debian packages of the roles this host runs"]
+    assert len(listing) == 1
+    return listing
 
 
 BASELINE = {"openssh-server", "nftables", "docker.io", "docker-cli", "docker-compose", "apparmor",
@@ -155,3 +158,26 @@ def test_the_listing_follows_the_roles_settings(ansible_vars):
     # Docker's own packages come from its repository, which only the docker role adds.
     assert vps == {"openssh-server", "python3-cryptography", "certbot", "cron", "curl", "restic",
                    "openssh-client"}
+
+
+def test_each_host_ships_the_image_archives_of_the_roles_it_runs(ansible_vars):
+    """playbooks/common.yml copies these while apt installs Docker: one copy per archive."""
+    inventory = MULTI.replace("ansible_connection: local}", (
+        "ansible_connection: local, postgres_image_source: archive, postgres_image_archive: /i/stack.tar,"
+        " redis_image_source: archive, redis_image_archive: /i/stack.tar, app_image_source: archive,"
+        " app_image_archive: /i/app.tar, nginx_image_source: archive, nginx_image_archive: /i/stack.tar}"))
+    hosts = ansible_vars(inventory, ["__stack_image_archives"])
+    assert hosts["data1"]["__stack_image_archives"] == ["/i/stack.tar"]
+    assert hosts["lb1"]["__stack_image_archives"] == ["/i/stack.tar"]
+    assert hosts["app1"]["__stack_image_archives"] == hosts["worker2"]["__stack_image_archives"] == ["/i/app.tar"]
+
+
+def test_a_single_server_ships_each_archive_once(ansible_vars):
+    single = SINGLE.replace("stack_private_address: 192.168.1.10}", (
+        "stack_private_address: 192.168.1.10, redis_image_source: archive, redis_image_archive: /i/stack.tar,"
+        " app_image_source: archive, app_image_archive: /i/app.tar}"))
+    assert ansible_vars(single, ["__stack_image_archives"])["vps"]["__stack_image_archives"] == ["/i/stack.tar", "/i/app.tar"]
+
+
+def test_images_from_a_registry_ship_nothing(ansible_vars):
+    assert ansible_vars(SINGLE, ["__stack_image_archives"])["vps"]["__stack_image_archives"] == []
