@@ -123,7 +123,7 @@ def _evaluate_one(check: dict, name: str, templar) -> list[dict]:
         item_templar = templar.copy_with_new_env(
             available_variables=collections.ChainMap({loop_var: item}, variables))
         if not _hold(conditions, item_templar):
-            failures.append(_failure(check, name, item_templar, with_label=True))
+            failures.append(_failure(check, name, item_templar))
     return failures
 
 
@@ -131,9 +131,9 @@ def _hold(conditions: list, templar) -> bool:
     return all(templar.evaluate_conditional(condition) for condition in conditions)
 
 
-def _failure(check: dict, name: str, templar, with_label: bool = False) -> dict:
+def _failure(check: dict, name: str, templar) -> dict:
     failure = {"name": name, "msg": " ".join(str(templar.template(check.get("fail_msg", "the rule does not hold"))).split())}
     label = check.get("loop_control", {}).get("label")
-    if with_label and label is not None:
+    if "loop" in check and label is not None:
         failure["item"] = str(templar.template(label))
     return failure
