@@ -42,5 +42,6 @@ def test_a_host_with_every_package_waits_for_nothing(tmp_path):
     out = run.stdout + run.stderr
     assert run.returncode == 0, out
     for task in ("base : Install the missing packages in one apt transaction",
+                 "base : Wait until the apt transaction has ended",
                  "base : Wait until the packages are installed"):
         assert out.split(f"TASK [{task}]", 1)[1].split("TASK [", 1)[0].split("*\n", 1)[1].lstrip().startswith("skipping:"), out

@@ -63,3 +63,14 @@ def test_the_configured_server_runs_the_web_service(host):
     slot = host.file("/opt/shop/app/web-slot").content_string.strip()
     cmd = host.run("docker inspect -f '{{json .Config.Cmd}}' shop-app-web-%s-1", slot)
     assert expected in cmd.stdout, cmd.stdout + cmd.stderr
+
+
+def test_the_first_deploy_left_no_image_archive_on_the_server(host):
+    # The stack archive (581 MB) was copied while apt ran and loaded in the background, which
+    # deletes it once loaded; the images are in Docker.
+    staging = host.file("/var/cache/deployer/images")
+    assert staging.is_directory
+    assert [name for name in staging.listdir() if name.endswith(".tar")] == []
+    for image in ("deployer-test/postgres:17", "deployer-test/redis:8", "deployer-test/nginx:1.26",
+                  "deployer-sample/app:1"):
+        assert host.run(f"docker image inspect {image}").rc == 0, image
