@@ -15,6 +15,13 @@
 #           loop_control: {loop_var: x, label: "{{ x.name }}"}   # optional
 #           no_log: true                   # optional; report only the name and the fail_msg
 #
+# With `argument_spec: main`, the task first checks the inputs against that entry point of the
+# task's role's meta/argument_specs.yml, as Ansible does before it runs the role (the same
+# validator, the same inputs: the variables named there, and the role's parameters). A role's
+# validate.yml then needs no entry point of its own in argument_specs.yml, which would cost a
+# task of its own. When the inputs do not match, every mismatch is reported and the rules are
+# not checked: they may read the same inputs.
+#
 # A rule's keys mean what they mean on an `ansible.builtin.assert` task, with one difference:
 # `when` is evaluated once, before the loop. A rule that cannot be evaluated (an undefined
 # variable, a filter's error) is reported and ends the checking, since the rules after it may
@@ -25,7 +32,9 @@ import collections
 import typing as t
 
 from ansible.errors import AnsibleError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
+from ansible.utils.vars import combine_vars
 
 RULE_KEYS = {"name", "that", "fail_msg", "when", "vars", "loop", "loop_control", "no_log"}
 
@@ -43,12 +52,23 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         checks = self._task.args.get("checks")
-        unknown = set(self._task.args) - {"checks"}
+        entry_point = self._task.args.get("argument_spec")
+        unknown = set(self._task.args) - {"checks", "argument_spec"}
         if unknown or not isinstance(checks, list) or not checks:
-            return dict(result, failed=True, msg="input_checks takes one argument, checks: a non-empty list of rules"
+            return dict(result, failed=True, msg="input_checks takes checks, a non-empty list of rules, and"
+                        " optionally argument_spec, an entry point of the role's meta/argument_specs.yml"
                         + (f" (unknown arguments: {sorted(unknown)})" if unknown else ""))
-        failures = evaluate(checks, self._templar)
         result["changed"] = False
+        if entry_point is not None:
+            try:
+                mismatches = self._argument_spec_errors(entry_point, task_vars or {})
+            except AnsibleError as error:
+                return dict(result, failed=True, msg=str(error.message))
+            if mismatches:
+                return dict(result, failed=True, argument_errors=mismatches, msg="\n".join(
+                    [f"The role's inputs do not match its meta/argument_specs.yml ({entry_point!r});"
+                     " fix every one, then run again:"] + [f"- {error}" for error in mismatches]))
+        failures = evaluate(checks, self._templar)
         result["checked"] = len(checks)
         if failures:
             result["failed"] = True
@@ -57,6 +77,21 @@ class ActionModule(ActionBase):
         else:
             result["msg"] = f"All {len(checks)} input checks passed"
         return result
+
+
+    def _argument_spec_errors(self, entry_point: str, task_vars: dict) -> list[str]:
+        """What ansible.builtin.validate_argument_spec reports for the role's entry point."""
+        role = self._task._role
+        if role is None:
+            raise AnsibleError("input_checks: argument_spec needs a task of a role (tasks/validate.yml)")
+        spec = (role._get_role_argspecs().get(entry_point) or {}).get("options")
+        if spec is None:
+            raise AnsibleError(f"input_checks: the role {role.get_name()} has no entry point {entry_point!r}"
+                               " with options in meta/argument_specs.yml")
+        from_vars = self._templar.template({name: task_vars[name] for name in spec if name in task_vars})
+        outcome = ArgumentSpecValidator(spec).validate(
+            combine_vars(from_vars, role.get_role_params()), validate_role_argument_spec=True)
+        return list(outcome.error_messages)
 
 
 def evaluate(checks: list, templar) -> list[dict]:

@@ -103,3 +103,81 @@ def test_a_malformed_rule_is_named(tmp_path, checks, expected):
                           str(tmp_path / "play.yml")], cwd=tmp_path, env=env, capture_output=True, text=True)
     outcome = json.loads(run.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
     assert outcome["failed"] and expected in outcome["msg"]
+
+
+ROLE_SPEC = {"argument_specs": {"main": {"options": {
+    "port": {"type": "int", "required": True},
+    "mode": {"type": "str", "choices": ["a", "b"], "default": "a"},
+    "names": {"type": "list", "elements": "str"}}}}}
+ROLE_RULES = [{"name": "Check the port range", "that": "port | int < 65536", "fail_msg": "port {{ port }} is too high"}]
+SPEC_CASES = {
+    "spec_valid": {"port": 80, "mode": "b", "names": ["web"]},
+    "spec_broken": {"port": "eighty", "mode": "c", "names": "web"},
+    "spec_holds_rule_broken": {"port": 70000},
+    "spec_templated": {"port": "{{ 40 + 40 }}", "mode": "{{ 'z' }}"},
+}
+
+
+@pytest.fixture(scope="module")
+def spec_outcomes(tmp_path_factory):
+    """A role whose tasks/validate.yml checks its meta/argument_specs.yml, included as the
+    preflight includes every role: tasks_from: validate, which has no entry point there."""
+    tmp = tmp_path_factory.mktemp("argument_spec")
+    role = tmp / "roles" / "probe"
+    (role / "meta").mkdir(parents=True)
+    (role / "tasks").mkdir()
+    (role / "meta" / "argument_specs.yml").write_text(yaml.safe_dump(ROLE_SPEC))
+    (role / "tasks" / "validate.yml").write_text(yaml.safe_dump([{
+        "name": "Check the probe inputs", "input_checks": {"argument_spec": "main", "checks": ROLE_RULES}}]))
+    hosts = {name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **inputs}
+             for name, inputs in SPEC_CASES.items()}
+    (tmp / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    play = [{"hosts": "all", "gather_facts": False,
+             "tasks": [{"ansible.builtin.include_role": {"name": "probe", "tasks_from": "validate"}}]}]
+    (tmp / "play.yml").write_text(yaml.safe_dump(play))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
+               ANSIBLE_ROLES_PATH=str(tmp / "roles"))
+    run = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(tmp / "hosts.yml"), str(tmp / "play.yml")],
+                         cwd=tmp, env=env, capture_output=True, text=True)
+    tasks = json.loads(run.stdout)["plays"][0]["tasks"]
+    # The include, then the role's one task: no argument spec task of Ansible's own in between.
+    assert [task["task"]["name"] for task in tasks][1:] == ["probe : Check the probe inputs"], run.stdout
+    return tasks[1]["hosts"]
+
+
+def test_inputs_that_match_the_argument_spec_go_on_to_the_rules(spec_outcomes):
+    assert not spec_outcomes["spec_valid"].get("failed"), spec_outcomes["spec_valid"]["msg"]
+    outcome = spec_outcomes["spec_holds_rule_broken"]
+    assert outcome["failed"] and "- Check the port range: port 70000 is too high" in outcome["msg"]
+
+
+def test_every_argument_spec_mismatch_is_reported_and_the_rules_wait(spec_outcomes):
+    outcome = spec_outcomes["spec_broken"]
+    assert outcome["failed"]
+    lines = outcome["msg"].splitlines()
+    assert lines[0] == ("The role's inputs do not match its meta/argument_specs.yml ('main');"
+                        " fix every one, then run again:")
+    assert len(lines) == 3 and len(outcome["argument_errors"]) == 2, outcome["msg"]
+    assert "port" in outcome["msg"] and "eighty" in outcome["msg"] and "int" in outcome["msg"]
+    assert "mode" in outcome["msg"] and "a, b" in outcome["msg"]
+    # A list of str accepts "web" (Ansible's own validator converts it), as when the role runs.
+    assert "names" not in outcome["msg"]
+    assert "too high" not in outcome["msg"]
+
+
+def test_the_argument_spec_sees_templated_values(spec_outcomes):
+    outcome = spec_outcomes["spec_templated"]
+    assert outcome["failed"], outcome["msg"]
+    # "{{ 40 + 40 }}" is 80, an int; "{{ 'z' }}" is no choice.
+    assert outcome["argument_errors"] == ["value of mode must be one of: a, b, got: z"], outcome["msg"]
+
+
+def test_argument_spec_outside_a_role_is_refused(tmp_path):
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [{"name": "Check", "input_checks": {
+        "argument_spec": "main", "checks": [{"name": "x", "that": "true"}]}}]}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json")
+    run = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                          str(tmp_path / "play.yml")], cwd=tmp_path, env=env, capture_output=True, text=True)
+    outcome = json.loads(run.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    assert outcome["failed"] and "needs a task of a role" in outcome["msg"]
