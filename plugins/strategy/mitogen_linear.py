@@ -109,3 +109,19 @@ else:
     if callable(getattr(ansible_mitogen.module_finder, "_scan_importlib_find_spec", None)) and callable(
             getattr(ansible_mitogen.module_finder, "walk_imports", None)):
         ansible_mitogen.module_finder._scan_importlib_find_spec = _scan_importlib_find_spec
+
+
+def _install_template_cache():
+    """Compiled Jinja templates kept for every worker and later runs (plugins/speedups/
+    template_cache.py), with Mitogen or without: installed here, before any worker forks."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "speedups" / "template_cache.py"
+    spec = importlib.util.spec_from_file_location("deployer_template_cache", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.install()
+
+
+TEMPLATE_CACHE_INSTALLED = _install_template_cache()

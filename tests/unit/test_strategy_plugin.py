@@ -21,11 +21,20 @@ MITOGENS_SCAN = ansible_mitogen.module_finder._scan_importlib_find_spec
 
 
 def load_plugin():
-    """As Ansible loads it: with Ansible's collection loader in place."""
+    """As Ansible loads it: with Ansible's collection loader in place. Without the template
+    cache, which it would install in this process (tests/unit/test_template_cache.py)."""
     init_plugin_loader()
     spec = importlib.util.spec_from_file_location("project_mitogen_linear", PLUGIN)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    before = os.environ.get("DEPLOYER_TEMPLATE_CACHE")
+    os.environ["DEPLOYER_TEMPLATE_CACHE"] = "off"
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if before is None:
+            del os.environ["DEPLOYER_TEMPLATE_CACHE"]
+        else:
+            os.environ["DEPLOYER_TEMPLATE_CACHE"] = before
     return module
 
 
