@@ -78,7 +78,6 @@ class ActionModule(ActionBase):
             result["msg"] = f"All {len(checks)} input checks passed"
         return result
 
-
     def _argument_spec_errors(self, entry_point: str, task_vars: dict) -> list[str]:
         """What ansible.builtin.validate_argument_spec reports for the role's entry point."""
         role = self._task._role
