@@ -160,24 +160,38 @@ def test_the_listing_follows_the_roles_settings(ansible_vars):
                    "openssh-client"}
 
 
-def test_each_host_ships_the_image_archives_of_the_roles_it_runs(ansible_vars):
-    """playbooks/common.yml copies these while apt installs Docker: one copy per archive."""
+def test_each_host_ships_the_images_of_the_roles_it_runs(ansible_vars):
+    """The preflight checks these; playbooks/common.yml copies them while apt installs Docker,
+    one copy per archive holding only the images the host runs."""
     inventory = MULTI.replace("ansible_connection: local}", (
         "ansible_connection: local, postgres_image_source: archive, postgres_image_archive: /i/stack.tar,"
         " redis_image_source: archive, redis_image_archive: /i/stack.tar, app_image_source: archive,"
-        " app_image_archive: /i/app.tar, nginx_image_source: archive, nginx_image_archive: /i/stack.tar}"))
+        " app_image_archive: /i/app.tar, nginx_image_source: archive, nginx_image_archive: /i/stack.tar,"
+        " postgres_image: pg:17, redis_image: redis:8, nginx_image: nginx:1.26, app_image: shop/web:2}"))
     hosts = ansible_vars(inventory, ["__stack_image_archives"])
-    assert hosts["data1"]["__stack_image_archives"] == ["/i/stack.tar"]
-    assert hosts["lb1"]["__stack_image_archives"] == ["/i/stack.tar"]
-    assert hosts["app1"]["__stack_image_archives"] == hosts["worker2"]["__stack_image_archives"] == ["/i/app.tar"]
+    assert hosts["data1"]["__stack_image_archives"] == {"/i/stack.tar": ["pg:17", "redis:8"]}
+    assert hosts["lb1"]["__stack_image_archives"] == {"/i/stack.tar": ["nginx:1.26"]}
+    assert hosts["app1"]["__stack_image_archives"] == hosts["worker2"]["__stack_image_archives"] == {
+        "/i/app.tar": ["shop/web:2"]}
 
 
-def test_a_single_server_ships_each_archive_once(ansible_vars):
+def test_a_single_server_ships_each_archive_once_with_its_images(ansible_vars):
     single = SINGLE.replace("stack_private_address: 192.168.1.10}", (
         "stack_private_address: 192.168.1.10, redis_image_source: archive, redis_image_archive: /i/stack.tar,"
-        " app_image_source: archive, app_image_archive: /i/app.tar}"))
-    assert ansible_vars(single, ["__stack_image_archives"])["vps"]["__stack_image_archives"] == ["/i/stack.tar", "/i/app.tar"]
+        " app_image_source: archive, app_image_archive: /i/stack.tar, redis_image: redis:8,"
+        " app_image: shop/web:2}"))
+    vps = ansible_vars(single, ["__stack_image_archives"])["vps"]
+    assert vps["__stack_image_archives"] == {"/i/stack.tar": ["redis:8", "shop/web:2"]}
+
+
+def test_an_archive_with_an_image_the_inventory_does_not_name_travels_whole(ansible_vars):
+    """redis_image is the role's default here, which the wiring cannot read: the archive cannot
+    be cut without it, so it is shipped with every image it holds, as before."""
+    single = SINGLE.replace("stack_private_address: 192.168.1.10}", (
+        "stack_private_address: 192.168.1.10, redis_image_source: archive, redis_image_archive: /i/stack.tar,"
+        " app_image_source: archive, app_image_archive: /i/stack.tar, app_image: shop/web:2}"))
+    assert ansible_vars(single, ["__stack_image_archives"])["vps"]["__stack_image_archives"] == {"/i/stack.tar": []}
 
 
 def test_images_from_a_registry_ship_nothing(ansible_vars):
-    assert ansible_vars(SINGLE, ["__stack_image_archives"])["vps"]["__stack_image_archives"] == []
+    assert ansible_vars(SINGLE, ["__stack_image_archives"])["vps"]["__stack_image_archives"] == {}

@@ -1,0 +1,214 @@
+# Which images a `docker save` archive holds, and a copy of it cut down to some of them, on the
+# control node: a server receives only the images it runs, not every image of the archive (an
+# app host of a multi-host inventory then gets the app's image, not PostgreSQL's and nginx's).
+#
+#   - name: Cut the images this host lacks out of the archive
+#     image_archive:
+#       path: /srv/images/shop.tar
+#       images: [shop/app:1.4, postgres:17]   # each must be a tag the archive holds
+#       cut_dir: ~/.cache/deployer/image-archives   # omit it to only check the archive
+#     register: __archive
+#   # __archive.path: what to ship (the archive itself when it holds nothing else),
+#   # __archive.images: every tag the archive holds
+#
+# In check mode it only checks. It fails, before anything is copied, when the archive is missing, is not a `docker save`
+# archive, or lacks one of the images; the message lists what the archive holds. A compressed
+# archive (docker load reads gzip, bzip2, xz and zstd) is neither checked nor cut: reading its
+# list of images would mean decompressing all of it, so it is shipped whole, as before.
+#
+# A cut copy holds the manifest.json entries of the chosen images and the files they name
+# (configs, layers, and the targets of layers stored as symlinks): the format `docker load`
+# reads, from the legacy layout of Docker < 25 and from the OCI layout of later ones alike. It
+# is kept in cut_dir, named after the archive, the archive's size, mtime and inode, and the
+# chosen images, so the next run and the other hosts reuse it; copies cut from an earlier
+# version of the same archive are deleted when a new one is written. A lock serializes hosts
+# that cut the same copy at once.
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import json
+import os
+import pathlib
+import posixpath
+import tarfile
+import tempfile
+
+from ansible.plugins.action import ActionBase
+
+COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+COPY_BUFFER = 1 << 20
+
+
+class ArchiveError(Exception):
+    pass
+
+
+def normalize(reference: str) -> str:
+    """An image reference as `docker save` writes it in RepoTags: the Docker Hub's registry and
+    library/ left out, :latest when no tag is given."""
+    name = reference
+    for prefix in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            if name.startswith("library/") and name.count("/") == 1:
+                name = name[len("library/"):]
+            break
+    if "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name
+
+
+def is_compressed(path: str) -> bool:
+    with open(path, "rb") as archive:
+        head = archive.read(6)
+    return any(head.startswith(magic) for magic in COMPRESSED_MAGIC)
+
+
+def read_manifest(archive: tarfile.TarFile, path: str) -> list:
+    try:
+        member = archive.getmember("manifest.json")
+    except KeyError:
+        raise ArchiveError(f"Image archive '{path}' has no manifest.json: it is not an archive that"
+                           " `docker save` wrote.") from None
+    entries = json.load(archive.extractfile(member))
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "Config" in e for e in entries):
+        raise ArchiveError(f"Image archive '{path}' has a manifest.json that `docker load` cannot read.")
+    return entries
+
+
+def tags_of(entries: list) -> list:
+    return [tag for entry in entries for tag in entry.get("RepoTags") or []]
+
+
+def select(entries: list, images: list, path: str) -> list:
+    """The manifest entries of the images, each named by a tag or by its image id (sha256:...)."""
+    chosen, missing = [], []
+    for image in images:
+        wanted = normalize(image)
+        for entry in entries:
+            image_id = "sha256:" + posixpath.basename(entry["Config"]).removesuffix(".json")
+            if wanted in (entry.get("RepoTags") or []) or image in (image_id, image_id[len("sha256:"):]):
+                if entry not in chosen:
+                    chosen.append(entry)
+                break
+        else:
+            missing.append(image)
+    if missing:
+        held = ", ".join(sorted(tags_of(entries))) or "no tagged image"
+        digest_hint = (" An image named by digest cannot be found in an archive (`docker save` keeps"
+                       " tags, not digests): name it by tag." if any("@" in m for m in missing) else "")
+        raise ArchiveError(f"Image archive '{path}' does not hold {', '.join(sorted(missing))}. It holds: "
+                           f"{held}. Point the role variable ending in _image_archive at an archive that"
+                           f" holds {'them' if len(missing) > 1 else 'it'} (docker save IMAGE... -o FILE), or fix the image name.{digest_hint}")
+    return [entry for entry in entries if entry in chosen]  # in the archive's order
+
+
+def cut(archive: tarfile.TarFile, entries: list, dest: pathlib.Path) -> None:
+    """Write to dest an archive of the entries' images: their manifest.json entries and files."""
+    members = {member.name.rstrip("/"): member for member in archive.getmembers()}
+    needed: set = set()
+
+    def need(name):
+        name = posixpath.normpath(name)
+        if name in needed:
+            return
+        member = members.get(name)
+        if member is None:
+            raise ArchiveError(f"manifest.json names '{name}', which the archive does not hold")
+        needed.add(name)
+        parent = posixpath.dirname(name)
+        while parent and parent not in needed:
+            if parent in members:
+                needed.add(parent)
+            parent = posixpath.dirname(parent)
+        if member.issym():
+            need(posixpath.join(posixpath.dirname(name), member.linkname))
+
+    for entry in entries:
+        need(entry["Config"])
+        for layer in entry.get("Layers") or []:
+            need(layer)
+    manifest = json.dumps(entries, separators=(",", ":")).encode()
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT,
+                                                      copybufsize=COPY_BUFFER) as out:
+            for name, member in members.items():
+                if name in needed:
+                    out.addfile(member, archive.extractfile(member) if member.isfile() else None)
+            info = tarfile.TarInfo("manifest.json")
+            info.size, info.mode = len(manifest), 0o644
+            out.addfile(info, io.BytesIO(manifest))
+        os.replace(tmp, dest)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def cut_path(path: str, entries: list, cut_dir: pathlib.Path) -> pathlib.Path:
+    source = os.stat(path)
+    real = os.path.realpath(path)
+    stem = pathlib.Path(real).name.removesuffix(".tar")
+    where = hashlib.sha256(real.encode()).hexdigest()[:8]
+    version = hashlib.sha256(f"{source.st_size} {source.st_mtime_ns} {source.st_ino}".encode()).hexdigest()[:8]
+    images = hashlib.sha256(" ".join(sorted(e["Config"] for e in entries)).encode()).hexdigest()[:8]
+    return cut_dir / f"{stem}-{where}.{version}.{images}.tar"
+
+
+def cut_once(path: str, archive: tarfile.TarFile, entries: list, cut_dir: pathlib.Path) -> tuple:
+    """The cut copy's path, and whether this call wrote it."""
+    cut_dir.mkdir(parents=True, exist_ok=True)
+    dest = cut_path(path, entries, cut_dir)
+    with open(cut_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if dest.exists():
+            return dest, False
+        cut(archive, entries, dest)
+        prefix, version = dest.name.split(".")[0], dest.name.split(".")[1]
+        for old in cut_dir.glob(f"{prefix}.*.tar"):
+            if old.name.split(".")[1] != version:
+                old.unlink(missing_ok=True)
+        return dest, True
+
+
+def inspect(path: str, images: list, cut_dir: str | None) -> dict:
+    """What image_archive returns for these arguments (raises ArchiveError)."""
+    if not os.path.isfile(path):
+        raise ArchiveError(f"Image archive '{path}' does not exist on the control node (the role"
+                           " variable ending in _image_archive).")
+    if is_compressed(path):
+        return {"path": path, "images": None, "cut": False, "compressed": True}
+    try:
+        with tarfile.open(path, "r:") as archive:
+            entries = read_manifest(archive, path)
+            chosen = select(entries, images, path)
+            result = {"path": path, "images": sorted(tags_of(entries)), "cut": False, "compressed": False}
+            if cut_dir is None or not chosen or len(chosen) == len(entries):
+                return result
+            dest, written = cut_once(path, archive, chosen, pathlib.Path(os.path.expanduser(cut_dir)))
+            return dict(result, path=str(dest), cut=True, written=written)
+    except tarfile.TarError as error:
+        raise ArchiveError(f"Image archive '{path}' cannot be read as a tar archive: {error}") from None
+
+
+class ActionModule(ActionBase):
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        args = self._task.args
+        unknown = set(args) - {"path", "images", "cut_dir"}
+        images = args.get("images")
+        if unknown or not isinstance(args.get("path"), str) or not isinstance(images, list) or not all(
+                isinstance(image, str) and image for image in images):
+            return dict(result, failed=True, msg="image_archive takes path (a string), images (a list of image"
+                        " names) and optionally cut_dir" + (f" (unknown arguments: {sorted(unknown)})"
+                                                            if unknown else ""))
+        try:
+            # Check mode changes nothing, on the control node either: the archive is checked, not cut.
+            found = inspect(args["path"], images, None if self._task.check_mode else args.get("cut_dir") or None)
+        except (ArchiveError, OSError, ValueError) as error:
+            return dict(result, failed=True, msg=str(error))
+        return dict(result, changed=False, **found)
