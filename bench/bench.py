@@ -10,6 +10,7 @@ that gives the same healthy stack. The results go to bench/results/<timestamp>.{
 import argparse
 import concurrent.futures
 import datetime
+import importlib.util
 import json
 import os
 import pathlib
@@ -25,8 +26,20 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 WORK = BENCH / ".work"
 TEMPLATE_CACHE = WORK / "template-cache"
+# Where the deployer keeps the image archives cut down to a host's images (container_image_cut_dir).
+IMAGE_CUTS = WORK / "image-cuts"
 RESULTS = BENCH / "results"
 ARCHIVE = REPO / ".cache/images/stack-images.tar"
+
+
+def _load_image_archive_plugin():
+    """The deployer's image_archive action plugin, whose cut the floor's archives come from."""
+    spec = importlib.util.spec_from_file_location("image_archive", REPO / "plugins/action/image_archive.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 HOST_IMAGE = "deployer-test/host:trixie"
 # BENCH_PREFIX and BENCH_SUBNET let two benches run side by side (their figures then disturb
 # each other: say so with the results).
@@ -68,6 +81,7 @@ GROUP_VARS = {
     "app_release_command": RELEASE_COMMAND,
     "tls_mode": "selfsigned",
     "nginx_rate_limit_enabled": False,
+    "container_image_cut_dir": str(IMAGE_CUTS),
 }
 
 
@@ -226,6 +240,8 @@ def deploy(names, ssh_key, log_name):
     # A cold deploy compiles every template, as on a control node that never ran site.yml;
     # the no-op runs after it find them compiled, as a user's next run does.
     shutil.rmtree(TEMPLATE_CACHE, ignore_errors=True)
+    # Nor has it cut the image archive down to each host's images yet.
+    shutil.rmtree(IMAGE_CUTS, ignore_errors=True)
     result = run_site(inventory, log_name)
     wait_ready(names[0])
     return result
@@ -243,6 +259,11 @@ def capture_bundles(names, bundle_dir, baseline_packages):
         (bundle_dir / f"{name}.tags").write_text("".join(
             f"{image_id} {tag}\n" for tag, image_id in images
             if image_id in archived))
+        # The archive cut down to the images the deployer shipped to this host, as it ships them.
+        cut = _load_image_archive_plugin().inspect(str(ARCHIVE), sorted({i for _, i in images if i in archived}),
+                                    str(bundle_dir / "cuts"))
+        if cut["cut"]:
+            os.link(cut["path"], bundle_dir / f"{name}.images")
         with open(bundle_dir / f"{name}.tar", "wb") as out:
             subprocess.run(["docker", "exec", name, "sh", "-c",
                             f"cd / && tar --numeric-owner -cpf - $(ls -d opt/{STACK} etc/{STACK} 2>/dev/null)"],
@@ -486,6 +507,8 @@ def main():
             shutil.copy(source, bundle_dir / f"{name}.tar")
             shutil.copy(source.with_suffix(".packages"), bundle_dir / f"{name}.packages")
             shutil.copy(source.with_suffix(".tags"), bundle_dir / f"{name}.tags")
+            if source.with_suffix(".images").exists():
+                shutil.copy(source.with_suffix(".images"), bundle_dir / f"{name}.images")
         try:
             log(f"floor only: fresh hosts {', '.join(names)}")
             start_hosts(names)
