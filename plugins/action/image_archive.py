@@ -20,9 +20,9 @@
 # (configs, layers, and the targets of layers stored as symlinks): the format `docker load`
 # reads, from the legacy layout of Docker < 25 and from the OCI layout of later ones alike. It
 # is kept in cut_dir, named after the archive, the archive's size, mtime and inode, and the
-# chosen images, so the next run and the other hosts reuse it; copies cut from an earlier
-# version of the same archive are deleted when a new one is written. A lock serializes hosts
-# that cut the same copy at once.
+# chosen images, so the next run and the other hosts reuse it. Writing one deletes the copies
+# cut from an earlier version of the same archive, and those no run used for a week. A lock
+# serializes hosts that cut the same copy at once.
 from __future__ import annotations
 
 import fcntl
@@ -34,11 +34,14 @@ import pathlib
 import posixpath
 import tarfile
 import tempfile
+import time
 
 from ansible.plugins.action import ActionBase
 
 COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 COPY_BUFFER = 1 << 20
+# Cut copies no run used for this long are deleted when another is written.
+STALE_DAYS = 7
 
 
 class ArchiveError(Exception):
@@ -158,17 +161,22 @@ def cut_path(path: str, entries: list, cut_dir: pathlib.Path) -> pathlib.Path:
 
 
 def cut_once(path: str, archive: tarfile.TarFile, entries: list, cut_dir: pathlib.Path) -> tuple:
-    """The cut copy's path, and whether this call wrote it."""
+    """The cut copy's path, and whether this call wrote it. Writing one deletes the copies cut
+    from other versions of the same archive, and those no run used for STALE_DAYS (archives
+    named per release leave theirs behind)."""
     cut_dir.mkdir(parents=True, exist_ok=True)
     dest = cut_path(path, entries, cut_dir)
     with open(cut_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if dest.exists():
+            os.utime(dest)  # used: not stale
             return dest, False
         cut(archive, entries, dest)
-        prefix, version = dest.name.split(".")[0], dest.name.split(".")[1]
-        for old in cut_dir.glob(f"{prefix}.*.tar"):
-            if old.name.split(".")[1] != version:
+        source, version = dest.name.rsplit(".", 3)[:2]
+        stale = time.time() - STALE_DAYS * 86400
+        for old in cut_dir.glob("*.tar"):
+            if old != dest and (old.name.rsplit(".", 3)[0] == source and old.name.rsplit(".", 3)[1] != version
+                                or old.stat().st_mtime < stale):
                 old.unlink(missing_ok=True)
         return dest, True
 

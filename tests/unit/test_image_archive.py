@@ -9,6 +9,7 @@ import importlib.util
 import io
 import json
 import os
+import pathlib
 import subprocess
 import tarfile
 
@@ -225,3 +226,21 @@ def test_the_action_cuts_and_check_mode_only_checks(tmp_path):
     failed = run_action(tmp_path, ["shop/web:9"], check=True)
     assert failed["failed"] and "does not hold shop/web:9" in failed["msg"]
     assert run_action(tmp_path, "shop/web:2")["msg"].startswith("image_archive takes path")
+
+
+def test_cuts_of_archives_named_per_release_are_deleted_once_unused_for_a_week(tmp_path):
+    cuts = tmp_path / "cuts"
+    old_release, new_release = tmp_path / "shop-1.4.tar", tmp_path / "shop-1.5.tar"
+    legacy_archive(old_release)
+    legacy_archive(new_release)
+    old = image_archive.inspect(str(old_release), ["shop/web:2"], str(cuts))["path"]
+    week_ago = os.stat(old).st_mtime - image_archive.STALE_DAYS * 86400 - 60
+    os.utime(old, (week_ago, week_ago))
+    # Reused, a cut counts as used again.
+    assert not image_archive.inspect(str(old_release), ["shop/web:2"], str(cuts))["written"]
+    assert os.stat(old).st_mtime > week_ago
+    database = image_archive.inspect(str(new_release), ["postgres:17"], str(cuts))["path"]
+    assert os.path.exists(old)
+    os.utime(old, (week_ago, week_ago))
+    web = image_archive.inspect(str(new_release), ["shop/web:2"], str(cuts))["path"]
+    assert sorted(cuts.glob("*.tar")) == sorted(map(pathlib.Path, (database, web)))
