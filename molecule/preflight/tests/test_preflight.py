@@ -1,8 +1,9 @@
 """playbooks/preflight.yml against a fresh Debian 13 test host, with the host in every tier:
 a fit inventory passes and changes nothing; each unfit host or inventory stops the run with
 a message naming what to fix, before anything changes. The -e overrides stand in for a host
-that is too small or unsupported, and for a vault that lacks a secret (one run each; the
-other inventory failures are unit-tested in tests/unit/test_preflight.py)."""
+that is too small or unsupported, for a vault that lacks a secret, and for an image archive
+that lacks the inventory's image (one run each; the other inventory failures are unit-tested
+in tests/unit/test_preflight.py)."""
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import yaml
 REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 HOST = "preflight-host"
+ARCHIVE = REPO / ".cache/images/stack-images.tar"
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,10 @@ FAILURES = {
              "which holds preflight_disk_path /var/lib/docker; preflight_min_disk_free_mb asks for 1000000000 MiB."),
     "secret": ({"vault_app_secret_key": ""},
                "vault_app_secret_key is missing or empty in the vault. Run `scripts/generate-secrets"),
+    # The test images' archive (scripts/setup-control-node builds it) lacks the inventory's app image.
+    "image": ({"app_image_source": "archive", "app_image_archive": str(ARCHIVE)},
+              f"Image archive '{ARCHIVE}' does not hold shop/web:1.0.0. It holds: deployer-sample/app:1,"
+              " deployer-test/nginx:1.26, deployer-test/postgres:17, deployer-test/redis:8."),
 }
 
 
