@@ -30,16 +30,6 @@ TEMPLATE_CACHE = WORK / "template-cache"
 IMAGE_CUTS = WORK / "image-cuts"
 RESULTS = BENCH / "results"
 ARCHIVE = REPO / ".cache/images/stack-images.tar"
-
-
-def _load_image_archive_plugin():
-    """The deployer's image_archive action plugin, whose cut the floor's archives come from."""
-    spec = importlib.util.spec_from_file_location("image_archive", REPO / "plugins/action/image_archive.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 HOST_IMAGE = "deployer-test/host:trixie"
 # BENCH_PREFIX and BENCH_SUBNET let two benches run side by side (their figures then disturb
 # each other: say so with the results).
@@ -247,6 +237,14 @@ def deploy(names, ssh_key, log_name):
     return result
 
 
+def image_archive_plugin():
+    """The deployer's image_archive action plugin, whose cut the floor's archives come from."""
+    spec = importlib.util.spec_from_file_location("image_archive", REPO / "plugins/action/image_archive.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def capture_bundles(names, bundle_dir, baseline_packages):
     """What the deployer left on each host that the floor reuses: rendered files, packages,
     and the tags it gave archive images (the app's release tag, which its compose file names)."""
@@ -260,8 +258,8 @@ def capture_bundles(names, bundle_dir, baseline_packages):
             f"{image_id} {tag}\n" for tag, image_id in images
             if image_id in archived))
         # The archive cut down to the images the deployer shipped to this host, as it ships them.
-        cut = _load_image_archive_plugin().inspect(str(ARCHIVE), sorted({i for _, i in images if i in archived}),
-                                    str(bundle_dir / "cuts"))
+        shipped = sorted({image_id for _, image_id in images if image_id in archived})
+        cut = image_archive_plugin().inspect(str(ARCHIVE), shipped, str(bundle_dir / "cuts"))
         if cut["cut"]:
             os.link(cut["path"], bundle_dir / f"{name}.images")
         with open(bundle_dir / f"{name}.tar", "wb") as out:

@@ -11,10 +11,11 @@
 #   # __archive.path: what to ship (the archive itself when it holds nothing else),
 #   # __archive.images: every tag the archive holds
 #
-# In check mode it only checks. It fails, before anything is copied, when the archive is missing, is not a `docker save`
-# archive, or lacks one of the images; the message lists what the archive holds. A compressed
-# archive (docker load reads gzip, bzip2, xz and zstd) is neither checked nor cut: reading its
-# list of images would mean decompressing all of it, so it is shipped whole, as before.
+# In check mode it only checks. It fails, before anything is copied, when the archive is
+# missing, is not a `docker save` archive, or lacks one of the images; the message lists what
+# the archive holds. A compressed archive (docker load reads gzip, bzip2, xz and zstd) is
+# neither checked nor cut: reading its list of images would mean decompressing all of it, so
+# it is shipped whole, as before.
 #
 # A cut copy holds the manifest.json entries of the chosen images and the files they name
 # (configs, layers, and the targets of layers stored as symlinks): the format `docker load`
@@ -104,7 +105,8 @@ def select(entries: list, images: list, path: str) -> list:
                        " tags, not digests): name it by tag." if any("@" in m for m in missing) else "")
         raise ArchiveError(f"Image archive '{path}' does not hold {', '.join(sorted(missing))}. It holds: "
                            f"{held}. Point the role variable ending in _image_archive at an archive that"
-                           f" holds {'them' if len(missing) > 1 else 'it'} (docker save IMAGE... -o FILE), or fix the image name.{digest_hint}")
+                           f" holds {'them' if len(missing) > 1 else 'it'} (docker save IMAGE... -o FILE),"
+                           f" or fix the image name.{digest_hint}")
     return [entry for entry in entries if entry in chosen]  # in the archive's order
 
 
@@ -172,11 +174,11 @@ def cut_once(path: str, archive: tarfile.TarFile, entries: list, cut_dir: pathli
             os.utime(dest)  # used: not stale
             return dest, False
         cut(archive, entries, dest)
-        source, version = dest.name.rsplit(".", 3)[:2]
+        source, version, _, _ = dest.name.rsplit(".", 3)
         stale = time.time() - STALE_DAYS * 86400
         for old in cut_dir.glob("*.tar"):
-            if old != dest and (old.name.rsplit(".", 3)[0] == source and old.name.rsplit(".", 3)[1] != version
-                                or old.stat().st_mtime < stale):
+            old_source, old_version, _, _ = old.name.rsplit(".", 3)
+            if old_source == source and old_version != version or old.stat().st_mtime < stale:
                 old.unlink(missing_ok=True)
         return dest, True
 
