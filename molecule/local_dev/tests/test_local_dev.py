@@ -80,6 +80,10 @@ def test_an_edit_of_the_mounted_source_is_served_without_a_restart(host):
         assert (status, body) == (200, "edited"), f"{status} {body}\n{logs(host)}"
     finally:
         host.run_expect([0], "cp /var/tmp/wsgi.py.orig /srv/checkout/sample_app/wsgi.py")
+        # The restore reloads the app again; nginx answers 502 until the reloaded worker
+        # listens, so the next test waits for the restored source to be served.
+        restored = wait_for(host, "/reload-probe", lambda s, _: s == 404, 60)
+        assert restored[0] == 404, f"{restored}\n{logs(host)}"
     same = host.check_output(f"docker inspect -f '{{{{.State.StartedAt}}}}' {started}")
     assert same == started_at, "the web container was restarted instead of reloading"
 
