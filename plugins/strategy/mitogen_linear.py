@@ -111,17 +111,20 @@ else:
         ansible_mitogen.module_finder._scan_importlib_find_spec = _scan_importlib_find_spec
 
 
-def _install_template_cache():
-    """Compiled Jinja templates kept for every worker and later runs (plugins/speedups/
-    template_cache.py), with Mitogen or without: installed here, before any worker forks."""
+def _speedup(name):
+    """A module of plugins/speedups/, loaded from its file (plugin directories are not packages)."""
     import importlib.util
     import pathlib
 
-    path = pathlib.Path(__file__).resolve().parent.parent / "speedups" / "template_cache.py"
-    spec = importlib.util.spec_from_file_location("deployer_template_cache", path)
+    path = pathlib.Path(__file__).resolve().parent.parent / "speedups" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"deployer_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.install()
+    return module
 
 
-TEMPLATE_CACHE_INSTALLED = _install_template_cache()
+# Both with Mitogen or without, installed here, before any worker forks: compiled Jinja
+# templates kept for every worker and later runs (plugins/speedups/template_cache.py), and
+# tasks whose `when` is false skipped without a worker (plugins/speedups/controller_skips.py).
+TEMPLATE_CACHE_INSTALLED = _speedup("template_cache").install()
+StrategyModule = _speedup("controller_skips").install(StrategyModule)
