@@ -126,6 +126,22 @@ def test_empty_sources_open_to_nobody():
     assert "# tcp/6379 (redis): no sources, open to nobody" in chain(text, "allowed")
 
 
+def test_local_containers_open_the_port_to_the_docker_bridges_too():
+    text = render("deployer-firewall.nft.j2", firewall_rules=[
+        {"port": 8000, "sources": ["10.0.0.1"], "comment": "app web-a", "local_containers": True},
+        {"port": 8001, "sources": [], "local_containers": True},
+        {"port": 443, "sources": ["any"], "local_containers": True},
+        {"port": 8002, "sources": ["10.0.0.1"], "local_containers": False},
+    ])
+    assert accepts(text)[1:] == [
+        'ip saddr { 10.0.0.1 } meta l4proto tcp ct original proto-dst 8000 accept comment "app web-a"',
+        'iifname { "docker0", "br-*" } meta l4proto tcp ct original proto-dst 8000 accept comment "app web-a"',
+        'iifname { "docker0", "br-*" } meta l4proto tcp ct original proto-dst 8001 accept',
+        "meta l4proto tcp ct original proto-dst 443 accept",
+        "ip saddr { 10.0.0.1 } meta l4proto tcp ct original proto-dst 8002 accept",
+    ]
+
+
 def test_ssh_port_and_sources_are_configurable():
     text = render("deployer-firewall.nft.j2", firewall_ssh_port=2222,
                   firewall_ssh_sources=["198.51.100.0/24", "2001:db8:ff::/48"])

@@ -70,14 +70,21 @@ def test_firewall_opens_each_tier_only_to_its_clients(ansible_vars):
     assert sorted(ports["data1"][6379]) == clients
     assert ports["app1"] == {8000: ["10.0.0.1"], 8001: ["10.0.0.1"]}
     assert ports["worker1"] == {}
+    # nginx runs on lb1 alone: no app host lets local containers in.
+    assert not any(rule.get("local_containers") for v in hosts.values() for rule in v["firewall_rules"])
 
 
 def test_an_lb_that_is_also_one_of_several_app_hosts_balances_by_address(ansible_vars):
     inventory = MULTI.replace("lb: {hosts: {lb1: {stack_private_address: 10.0.0.1}}}",
                               "lb: {hosts: {app1: }}")
-    hosts = ansible_vars(inventory, ["nginx_upstream_servers", "app_web_listen_address"])
+    hosts = ansible_vars(inventory, ["nginx_upstream_servers", "app_web_listen_address", "firewall_rules"])
     assert hosts["app1"]["nginx_upstream_servers"] == ["10.0.0.2:8000", "10.0.0.3:8000"]
     assert hosts["app1"]["app_web_listen_address"] == "10.0.0.2"
+    # nginx's container on app1 reaches app1's 10.0.0.2:8000 from its docker network.
+    rules = {name: {r["port"]: r for r in v["firewall_rules"]} for name, v in hosts.items()}
+    assert rules["app1"][8000]["local_containers"] is True and rules["app1"][8001]["local_containers"] is True
+    assert rules["app1"][8000]["sources"] == ["10.0.0.2"]
+    assert rules["app2"][8000]["local_containers"] is False and rules["app2"][8000]["sources"] == ["10.0.0.2"]
 
 
 

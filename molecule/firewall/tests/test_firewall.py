@@ -75,6 +75,18 @@ class TestApplied:
             address)
         assert cmd.stdout.strip() == "200", cmd.stderr + evidence(server)
 
+    def test_a_container_reaches_its_hosts_address_only_where_the_rule_lets_local_containers(self, server):
+        """Like nginx proxying to an app published on its own host's private address: the
+        connection comes from the container's docker network, not from that address."""
+        address = server.interface("eth0").addresses[0]
+        probe = ("docker exec probe-published python3 -c 'import sys, urllib.request; "
+                 "print(urllib.request.urlopen(sys.argv[1], timeout=3).status)' http://%s:%s/")
+        assert server.run(probe, address, "5432").stdout.strip() == "200", evidence(server)
+        # The host service's rule lets in the allowed host only, and 6380 is in no rule.
+        for port in ("9000", "6380"):
+            blocked = server.run(probe, address, port)
+            assert "timed out" in blocked.stderr, f"{port}: {blocked.stdout}{blocked.stderr}" + evidence(server)
+
     def test_an_input_only_firewall_would_not_hold_for_published_ports(self, server, denied):
         """The input chain alone is a naive host firewall: Docker's DNAT sends the published
         port past it. Our forward chain is what holds."""

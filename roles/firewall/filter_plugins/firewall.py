@@ -71,6 +71,7 @@ def firewall_nft_rules(rules):
             "port": _port(rule["port"]),
             "proto": rule.get("proto") or "tcp",
             "everyone": EVERYONE in sources,
+            "local_containers": bool(rule.get("local_containers")),
             "ipv4": by_family[4],
             "ipv6": by_family[6],
             "comment": comment.encode()[:128].decode(errors="ignore"),
