@@ -32,7 +32,7 @@ NAMES = ["app_database_host", "app_broker_host", "app_beat_enabled", "app_releas
 
 
 def test_single_server_keeps_everything_on_the_docker_network(ansible_vars):
-    vps = ansible_vars(SINGLE, NAMES)["vps"]
+    vps = ansible_vars(SINGLE, NAMES + ["__stack_app_reached_by_own_nginx"])["vps"]
     assert vps["app_database_host"] == "postgres"
     assert vps["app_broker_host"] == "redis"
     assert vps["postgres_listen_address"].strip() == ""
@@ -40,6 +40,8 @@ def test_single_server_keeps_everything_on_the_docker_network(ansible_vars):
     assert vps["app_web_listen_address"].strip() == ""
     assert vps["nginx_upstream_servers"] == ["web-a:8000"]
     assert vps["app_beat_enabled"] is True and vps["app_release_enabled"] is True
+    # nginx reaches web-a by name: the firewall rules of the app's port leave local containers out.
+    assert vps["__stack_app_reached_by_own_nginx"] is False
 
 
 def test_several_hosts_talk_over_private_addresses(ansible_vars):
