@@ -7,9 +7,11 @@
 #       path: /srv/images/shop.tar
 #       images: [shop/app:1.4, postgres:17]   # each must be a tag the archive holds
 #       cut_dir: ~/.cache/deployer/image-archives   # omit it to only check the archive
+#       compress: true                        # optional: ship it zstd-compressed
 #     register: __archive
-#   # __archive.path: what to ship (the archive itself when it holds nothing else),
-#   # __archive.images: every tag the archive holds
+#   # __archive.path: what to ship (the archive itself when it holds nothing else and is not
+#   # to be compressed), __archive.images: every tag the archive holds, __archive.zstd:
+#   # whether the file to ship is compressed
 #
 # In check mode it only checks. It fails, before anything is copied, when the archive is
 # missing, is not a `docker save` archive, or lacks one of the images; the message lists what
@@ -24,6 +26,14 @@
 # chosen images, so the next run and the other hosts reuse it. Writing one deletes the copies
 # cut from an earlier version of the same archive, and those no run used for a week. A lock
 # serializes hosts that cut the same copy at once.
+#
+# With compress, the copy to ship is compressed with zstd (level 3, on all cores; about a
+# third of the bytes for the stack's images: 590 MB become 191 MB in 3.5 CPU seconds here),
+# whether cut or whole, and kept in cut_dir the same way: the bytes that cross the network,
+# that the connection handles and that the server writes and reads again are cut to a third
+# (`docker load` decompresses it; Docker 23 and later read zstd, Debian 12's 20.10 does not).
+# It needs the `zstandard` Python package on the control node (requirements.txt); without
+# it the copy is shipped uncompressed, with a warning.
 from __future__ import annotations
 
 import fcntl
@@ -39,10 +49,18 @@ import time
 
 from ansible.plugins.action import ActionBase
 
+try:
+    import zstandard
+except ImportError:  # the copy then travels uncompressed, with a warning
+    zstandard = None
+
 COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 COPY_BUFFER = 1 << 20
 # Cut copies no run used for this long are deleted when another is written.
 STALE_DAYS = 7
+ZSTD_LEVEL = 3
+# The names of the copies in cut_dir end in one of these.
+SUFFIXES = (".tar.zst", ".tar")
 
 
 class ArchiveError(Exception):
@@ -110,8 +128,14 @@ def select(entries: list, images: list, path: str) -> list:
     return [entry for entry in entries if entry in chosen]  # in the archive's order
 
 
-def cut(archive: tarfile.TarFile, entries: list, dest: pathlib.Path) -> None:
-    """Write to dest an archive of the entries' images: their manifest.json entries and files."""
+def zstd_writer(raw):
+    """A zstd stream over the file raw, compressing on every core."""
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1).stream_writer(raw, closefd=False)
+
+
+def cut(archive: tarfile.TarFile, entries: list, dest: pathlib.Path, compress: bool = False) -> None:
+    """Write to dest an archive of the entries' images: their manifest.json entries and files,
+    zstd-compressed with compress."""
     members = {member.name.rstrip("/"): member for member in archive.getmembers()}
     needed: set = set()
 
@@ -138,67 +162,109 @@ def cut(archive: tarfile.TarFile, entries: list, dest: pathlib.Path) -> None:
     manifest = json.dumps(entries, separators=(",", ":")).encode()
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
     try:
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT,
-                                                      copybufsize=COPY_BUFFER) as out:
-            for name, member in members.items():
-                if name in needed:
-                    out.addfile(member, archive.extractfile(member) if member.isfile() else None)
-            info = tarfile.TarInfo("manifest.json")
-            info.size, info.mode = len(manifest), 0o644
-            out.addfile(info, io.BytesIO(manifest))
+        with os.fdopen(fd, "wb") as raw:
+            stream = zstd_writer(raw) if compress else raw
+            # A stream ("w|"): a zstd stream cannot seek.
+            with tarfile.open(fileobj=stream, mode="w|" if compress else "w", format=tarfile.PAX_FORMAT,
+                              copybufsize=COPY_BUFFER) as out:
+                for name, member in members.items():
+                    if name in needed:
+                        out.addfile(member, archive.extractfile(member) if member.isfile() else None)
+                info = tarfile.TarInfo("manifest.json")
+                info.size, info.mode = len(manifest), 0o644
+                out.addfile(info, io.BytesIO(manifest))
+            if compress:
+                stream.close()
         os.replace(tmp, dest)
     except BaseException:
         os.unlink(tmp)
         raise
 
 
-def cut_path(path: str, entries: list, cut_dir: pathlib.Path) -> pathlib.Path:
+def compress_whole(path: str, dest: pathlib.Path) -> None:
+    """Write to dest the archive at path, zstd-compressed."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        with open(path, "rb") as source, os.fdopen(fd, "wb") as raw:
+            with zstd_writer(raw) as stream:
+                while chunk := source.read(COPY_BUFFER):
+                    stream.write(chunk)
+        os.replace(tmp, dest)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def name_parts(name: str) -> tuple | None:
+    """(source, version, images) of a copy's file name in cut_dir; None for other files."""
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            parts = name.removesuffix(suffix).rsplit(".", 2)
+            return tuple(parts) if len(parts) == 3 else None
+    return None
+
+
+def cut_path(path: str, entries: list, cut_dir: pathlib.Path, compress: bool = False) -> pathlib.Path:
     source = os.stat(path)
     real = os.path.realpath(path)
     stem = pathlib.Path(real).name.removesuffix(".tar")
     where = hashlib.sha256(real.encode()).hexdigest()[:8]
     version = hashlib.sha256(f"{source.st_size} {source.st_mtime_ns} {source.st_ino}".encode()).hexdigest()[:8]
     images = hashlib.sha256(" ".join(sorted(e["Config"] for e in entries)).encode()).hexdigest()[:8]
-    return cut_dir / f"{stem}-{where}.{version}.{images}.tar"
+    return cut_dir / f"{stem}-{where}.{version}.{images}{SUFFIXES[0] if compress else SUFFIXES[1]}"
 
 
-def cut_once(path: str, archive: tarfile.TarFile, entries: list, cut_dir: pathlib.Path) -> tuple:
-    """The cut copy's path, and whether this call wrote it. Writing one deletes the copies cut
-    from other versions of the same archive, and those no run used for STALE_DAYS (archives
-    named per release leave theirs behind)."""
+def cut_once(path: str, archive: tarfile.TarFile, entries: list, cut_dir: pathlib.Path,
+             compress: bool = False, whole: bool = False) -> tuple:
+    """The copy's path (cut down to the entries' images, or the whole archive with whole), and
+    whether this call wrote it. Writing one deletes the copies made from other versions of the
+    same archive, and those no run used for STALE_DAYS (archives named per release leave
+    theirs behind)."""
     cut_dir.mkdir(parents=True, exist_ok=True)
-    dest = cut_path(path, entries, cut_dir)
+    dest = cut_path(path, entries, cut_dir, compress)
     with open(cut_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if dest.exists():
             os.utime(dest)  # used: not stale
             return dest, False
-        cut(archive, entries, dest)
-        source, version, _, _ = dest.name.rsplit(".", 3)
+        if whole:
+            compress_whole(path, dest)
+        else:
+            cut(archive, entries, dest, compress)
+        source, version, _ = name_parts(dest.name)
         stale = time.time() - STALE_DAYS * 86400
-        for old in cut_dir.glob("*.tar"):
-            old_source, old_version, _, _ = old.name.rsplit(".", 3)
-            if old_source == source and old_version != version or old.stat().st_mtime < stale:
+        for old in cut_dir.iterdir():
+            parts = name_parts(old.name)
+            if parts and (parts[0] == source and parts[1] != version or old.stat().st_mtime < stale):
                 old.unlink(missing_ok=True)
         return dest, True
 
 
-def inspect(path: str, images: list, cut_dir: str | None) -> dict:
+def inspect(path: str, images: list, cut_dir: str | None, compress: bool = False) -> dict:
     """What image_archive returns for these arguments (raises ArchiveError)."""
     if not os.path.isfile(path):
         raise ArchiveError(f"Image archive '{path}' does not exist on the control node (the role"
                            " variable ending in _image_archive).")
     if is_compressed(path):
-        return {"path": path, "images": None, "cut": False, "compressed": True}
+        return {"path": path, "images": None, "cut": False, "compressed": True, "zstd": False}
+    warnings = []
+    if compress and zstandard is None:
+        compress = False
+        warnings.append("The Python package zstandard is not installed on the control node (pip install -r"
+                        " requirements.txt): the image archive travels uncompressed, about 3 times the bytes.")
     try:
         with tarfile.open(path, "r:") as archive:
             entries = read_manifest(archive, path)
             chosen = select(entries, images, path)
-            result = {"path": path, "images": sorted(tags_of(entries)), "cut": False, "compressed": False}
-            if cut_dir is None or not chosen or len(chosen) == len(entries):
+            result = {"path": path, "images": sorted(tags_of(entries)), "cut": False, "compressed": False,
+                      "zstd": False, **({"warnings": warnings} if warnings else {})}
+            # No image named means all of them.
+            whole = not chosen or len(chosen) == len(entries)
+            if cut_dir is None or whole and not compress:
                 return result
-            dest, written = cut_once(path, archive, chosen, pathlib.Path(os.path.expanduser(cut_dir)))
-            return dict(result, path=str(dest), cut=True, written=written)
+            dest, written = cut_once(path, archive, chosen or entries, pathlib.Path(os.path.expanduser(cut_dir)),
+                                     compress, whole)
+            return dict(result, path=str(dest), cut=not whole, zstd=compress, written=written)
     except tarfile.TarError as error:
         raise ArchiveError(f"Image archive '{path}' cannot be read as a tar archive: {error}") from None
 
@@ -209,16 +275,18 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         args = self._task.args
-        unknown = set(args) - {"path", "images", "cut_dir"}
+        unknown = set(args) - {"path", "images", "cut_dir", "compress"}
         images = args.get("images")
         if unknown or not isinstance(args.get("path"), str) or not isinstance(images, list) or not all(
-                isinstance(image, str) and image for image in images):
+                isinstance(image, str) and image for image in images) or not isinstance(
+                    args.get("compress", False), bool):
             return dict(result, failed=True, msg="image_archive takes path (a string), images (a list of image"
-                        " names) and optionally cut_dir" + (f" (unknown arguments: {sorted(unknown)})"
-                                                            if unknown else ""))
+                        " names) and optionally cut_dir and compress (a boolean)"
+                        + (f" (unknown arguments: {sorted(unknown)})" if unknown else ""))
         try:
             # Check mode changes nothing, on the control node either: the archive is checked, not cut.
-            found = inspect(args["path"], images, None if self._task.check_mode else args.get("cut_dir") or None)
+            found = inspect(args["path"], images, None if self._task.check_mode else args.get("cut_dir") or None,
+                            args.get("compress", False))
         except (ArchiveError, OSError, ValueError) as error:
             return dict(result, failed=True, msg=str(error))
         return dict(result, changed=False, **found)

@@ -15,12 +15,15 @@ import tarfile
 
 import pytest
 import yaml
+import zstandard
 
 from conftest import REPO, VENV_BIN
 
 spec = importlib.util.spec_from_file_location("image_archive", REPO / "plugins/action/image_archive.py")
 image_archive = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(image_archive)
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def add(archive, name, data=None, symlink_to=None, directory=False):
@@ -87,7 +90,11 @@ def oci_archive(path):
 
 
 def contents(path):
-    with tarfile.open(path) as archive:
+    """{member name: data, link target or "dir"} of a tar archive, zstd-compressed or not."""
+    data = pathlib.Path(path).read_bytes()
+    if data.startswith(ZSTD_MAGIC):
+        data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         return {m.name: (archive.extractfile(m).read() if m.isfile() else m.linkname or "dir")
                 for m in archive.getmembers()}
 
@@ -184,7 +191,9 @@ def test_a_compressed_archive_travels_whole_unchecked(tmp_path):
     legacy_archive(tmp_path / "stack.tar")
     source.write_bytes(gzip.compress((tmp_path / "stack.tar").read_bytes()))
     found = image_archive.inspect(str(source), ["shop/web:9"], str(tmp_path / "cuts"))
-    assert found == {"path": str(source), "images": None, "cut": False, "compressed": True}
+    assert found == {"path": str(source), "images": None, "cut": False, "compressed": True, "zstd": False}
+    # Not compressed again either.
+    assert image_archive.inspect(str(source), ["shop/web:9"], str(tmp_path / "cuts"), compress=True) == found
 
 
 def test_a_cut_is_reused_until_the_archive_changes(tmp_path):
@@ -204,11 +213,58 @@ def test_a_cut_is_reused_until_the_archive_changes(tmp_path):
     assert not os.path.exists(other["path"])
 
 
-def run_action(tmp_path, images, check=False):
+def test_with_compress_a_cut_travels_zstd_compressed(tmp_path):
+    source = tmp_path / "stack.tar"
+    legacy_archive(source)
+    plain = image_archive.inspect(str(source), ["shop/web:2"], str(tmp_path / "plain"))
+    found = image_archive.inspect(str(source), ["shop/web:2"], str(tmp_path / "cuts"), compress=True)
+    assert found["cut"] and found["zstd"] and found["written"] and found["path"].endswith(".tar.zst")
+    assert pathlib.Path(found["path"]).read_bytes().startswith(ZSTD_MAGIC)
+    assert contents(found["path"]) == contents(plain["path"])
+    assert os.path.getsize(found["path"]) < os.path.getsize(plain["path"]) / 3
+    # Reused like an uncompressed cut, and kept apart from it.
+    assert not image_archive.inspect(str(source), ["shop/web:2"], str(tmp_path / "cuts"), compress=True)["written"]
+
+
+def test_with_compress_the_whole_archive_travels_compressed(tmp_path):
+    """An archive that holds only the images the host runs is not cut, but still compressed."""
+    source = tmp_path / "stack.tar"
+    legacy_archive(source)
+    for images in (["postgres:17", "shop/web:2", "shop/worker:2"], []):  # none named: all of them
+        found = image_archive.inspect(str(source), images, str(tmp_path / "cuts"), compress=True)
+        assert not found["cut"] and found["zstd"] and found["path"].startswith(str(tmp_path / "cuts"))
+        decompressed = zstandard.ZstdDecompressor().stream_reader(open(found["path"], "rb")).read()
+        assert decompressed == source.read_bytes()
+
+
+def test_without_zstandard_the_copy_travels_uncompressed_with_a_warning(tmp_path, monkeypatch):
+    source = tmp_path / "stack.tar"
+    legacy_archive(source)
+    monkeypatch.setattr(image_archive, "zstandard", None)
+    found = image_archive.inspect(str(source), ["shop/web:2"], str(tmp_path / "cuts"), compress=True)
+    assert found["cut"] and not found["zstd"] and found["path"].endswith(".tar")
+    assert "zstandard is not installed" in found["warnings"][0]
+    whole = image_archive.inspect(str(source), [], str(tmp_path / "cuts"), compress=True)
+    assert whole["path"] == str(source) and not whole["zstd"]
+
+
+def test_a_new_version_replaces_the_compressed_copies_too(tmp_path):
+    source, cuts = tmp_path / "stack.tar", tmp_path / "cuts"
+    legacy_archive(source)
+    old = [image_archive.inspect(str(source), ["shop/web:2"], str(cuts), compress=compress)["path"]
+           for compress in (True, False)]
+    os.utime(source, ns=(os.stat(source).st_atime_ns, os.stat(source).st_mtime_ns + 10**9))
+    newer = image_archive.inspect(str(source), ["shop/web:2"], str(cuts), compress=True)["path"]
+    assert sorted(p.name for p in cuts.iterdir() if not p.name.startswith(".")) == [os.path.basename(newer)]
+    assert not any(os.path.exists(path) for path in old)
+
+
+def run_action(tmp_path, images, check=False, **arguments):
     source = tmp_path / "stack.tar"
     legacy_archive(source)
     play = [{"hosts": "localhost", "gather_facts": False, "tasks": [
-        {"name": "Cut", "image_archive": {"path": str(source), "images": images, "cut_dir": str(tmp_path / "cuts")}}]}]
+        {"name": "Cut", "image_archive": {"path": str(source), "images": images, "cut_dir": str(tmp_path / "cuts"),
+                                          **arguments}}]}]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json")
     run = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
@@ -226,6 +282,9 @@ def test_the_action_cuts_and_check_mode_only_checks(tmp_path):
     failed = run_action(tmp_path, ["shop/web:9"], check=True)
     assert failed["failed"] and "does not hold shop/web:9" in failed["msg"]
     assert run_action(tmp_path, "shop/web:2")["msg"].startswith("image_archive takes path")
+    compressed = run_action(tmp_path, ["shop/web:2"], compress=True)
+    assert compressed["zstd"] and compressed["path"].endswith(".tar.zst"), compressed
+    assert run_action(tmp_path, ["shop/web:2"], compress="yes")["msg"].startswith("image_archive takes path")
 
 
 def test_cuts_of_archives_named_per_release_are_deleted_once_unused_for_a_week(tmp_path):
@@ -244,3 +303,20 @@ def test_cuts_of_archives_named_per_release_are_deleted_once_unused_for_a_week(t
     os.utime(old, (week_ago, week_ago))
     web = image_archive.inspect(str(new_release), ["shop/web:2"], str(cuts))["path"]
     assert sorted(cuts.glob("*.tar")) == sorted(map(pathlib.Path, (database, web)))
+
+
+@pytest.mark.parametrize("major, compress", [("13", True), ("14", True), ("12", False), (None, False)])
+def test_the_role_compresses_only_for_a_docker_that_loads_zstd(tmp_path, major, compress):
+    """roles/container_image's default: Debian 13's docker.io (26.1) loads zstd archives, Debian
+    12's (20.10) does not; without facts, the role does not know and ships the copy as it is."""
+    facts = {"distribution_major_version": major} if major else {}
+    play = [{"hosts": "localhost", "gather_facts": False,
+             "vars_files": [str(REPO / "roles/container_image/defaults/main.yml")],
+             "vars": {"ansible_facts": facts},
+             "tasks": [{"ansible.builtin.debug": {"msg": "{{ container_image_archive_compress | bool }}"}}]}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json")
+    run = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                          str(tmp_path / "play.yml")], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert json.loads(run.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"] is compress

@@ -54,7 +54,7 @@ def run_play(tmp_path, tasks):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
-def stage_load_then_make_present(tmp_path, archive_path, images=(IMAGE,)):
+def stage_load_then_make_present(tmp_path, archive_path, images=(IMAGE,), compress=False):
     return run_play(tmp_path, f"""
     - ansible.builtin.include_role: {{name: container_image, tasks_from: stage}}
     - ansible.builtin.include_role: {{name: container_image, tasks_from: load_staged}}
@@ -65,6 +65,7 @@ def stage_load_then_make_present(tmp_path, archive_path, images=(IMAGE,)):
   vars:
     container_image_archive: {archive_path}
     container_image_archive_images: {list(images)}
+    container_image_archive_compress: {compress}
     container_image_cut_dir: {tmp_path}/cuts""")
 
 
@@ -83,6 +84,20 @@ def test_a_background_load_leaves_the_image_the_host_runs_and_no_archive(host, t
     assert host.run(f"docker image inspect {OTHER}").rc != 0, out
     [cut] = (tmp_path / "cuts").glob("*.tar")
     assert cut.stat().st_size < archive.stat().st_size
+    assert not host.file(f"{STAGING}/{archive.name}").exists, out
+    host.run(f"docker rmi {IMAGE}")
+
+
+def test_a_zstd_compressed_cut_travels_and_loads_in_the_background(host, tmp_path, archive):
+    """As on Debian 13, where the role compresses what it ships: Debian 13's Docker loads it."""
+    host.run(f"docker rmi {IMAGE} {OTHER}")
+    run = stage_load_then_make_present(tmp_path, archive, compress=True)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    [cut] = (tmp_path / "cuts").glob("*.tar.zst")
+    assert cut.read_bytes().startswith(b"\x28\xb5\x2f\xfd")
+    assert host.run(f"docker image inspect {IMAGE}").rc == 0, out
+    assert host.run(f"docker image inspect {OTHER}").rc != 0, out
     assert not host.file(f"{STAGING}/{archive.name}").exists, out
     host.run(f"docker rmi {IMAGE}")
 
