@@ -72,3 +72,52 @@ def validate_role_cases(role: str, cases: dict, valid: dict, tmp: Path) -> dict:
                 items = [item["msg"] for item in outcome.get("results", []) if "assertion" in item]
                 failures[name] = " ".join(items) or outcome.get("msg", "")
     return failures
+
+
+def run_on_two_local_hosts(tmp_path, playbook: str, env: dict, debug: bool = False):
+    """The json callback's report of a playbook on two local hosts, `plain` and `flagged`
+    (host_flag=true), with the project's strategy (mitogen_linear and the speedups it installs,
+    each turned on or off by env); with debug, the number of workers forked instead
+    (ansible-core's debug log says "worker is N" for each)."""
+    (tmp_path / "play.yml").write_text(playbook)
+    python = VENV_BIN / "python"
+    (tmp_path / "inventory").write_text(
+        f"plain ansible_connection=local ansible_python_interpreter={python}\n"
+        f"flagged ansible_connection=local ansible_python_interpreter={python} host_flag=true\n")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STRATEGY="mitogen_linear",
+               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+               DEPLOYER_TEMPLATE_CACHE_DIR=str(tmp_path / "template-cache"), **env)
+    if debug:
+        env["ANSIBLE_DEBUG"] = "1"
+    result = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(tmp_path / "inventory"),
+                             str(tmp_path / "play.yml")],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    if debug:
+        return sum("worker is " in line for line in (result.stdout + result.stderr).splitlines())
+    return json.loads(result.stdout)
+
+
+def without_times(report: dict) -> dict:
+    """A json callback report without what differs from run to run: durations, ids and the
+    timing fields of command results (also where a task registered them)."""
+    for play in report["plays"]:
+        play["play"].pop("duration", None)
+        play["play"].pop("id", None)
+        for task in play["tasks"]:
+            task["task"].pop("duration", None)
+            task["task"].pop("id", None)
+            for host in task["hosts"].values():
+                for result in (host, *(value for value in host.values() if isinstance(value, dict))):
+                    for key in ("start", "end", "delta"):
+                        result.pop(key, None)
+    return report
+
+
+def tasks_by_name(report: dict) -> dict:
+    """{task name: {host: result}} of a json callback report's first play (the callback may
+    list a task once per host)."""
+    tasks = {}
+    for task in report["plays"][0]["tasks"]:
+        tasks.setdefault(task["task"]["name"], {}).update(task["hosts"])
+    return tasks

@@ -3,10 +3,8 @@
 kinds of such tasks the roles use must give the same results, registered values, facts,
 errors, handlers and recap as with every task sent to a worker, with fewer workers forked."""
 import json
-import os
-import subprocess
 
-from conftest import REPO, VENV_BIN
+from conftest import run_on_two_local_hosts, tasks_by_name, without_times
 
 PLAYBOOK = """
 - hosts: all
@@ -134,9 +132,8 @@ argument_specs:
 
 
 def run(tmp_path, actions, debug=False):
-    """The json callback's report of the playbook on two local hosts, and the number of workers
-    forked (ansible-core's debug log says "worker is N" for each)."""
-    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    """The report of the playbook with the tasks that never touch the host run by the strategy
+    process, or by workers; with debug, the number of workers forked."""
     (tmp_path / "included.yml").write_text(
         "- ansible.builtin.set_fact:\n    \"included_{{ item }}\": true\n")
     role = tmp_path / "roles" / "checked"
@@ -145,52 +142,18 @@ def run(tmp_path, actions, debug=False):
     (role / "meta" / "argument_specs.yml").write_text(ROLE_SPEC)
     (role / "tasks" / "main.yml").write_text(
         "- ansible.builtin.set_fact:\n    checked_twice: \"{{ checked_count * 2 }}\"\n")
-    python = VENV_BIN / "python"
-    (tmp_path / "inventory").write_text(
-        f"plain ansible_connection=local ansible_python_interpreter={python}\n"
-        f"flagged ansible_connection=local ansible_python_interpreter={python} host_flag=true\n")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STRATEGY="mitogen_linear",
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_ROLES_PATH=str(tmp_path / "roles"),
-               DEPLOYER_CONTROLLER_ACTIONS="on" if actions else "off",
-               # Only this speedup is compared: the other sends skipped tasks to no worker either way.
-               DEPLOYER_CONTROLLER_SKIPS="off",
-               DEPLOYER_TEMPLATE_CACHE_DIR=str(tmp_path / "template-cache"))
-    if debug:
-        env["ANSIBLE_DEBUG"] = "1"
-    result = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(tmp_path / "inventory"),
-                             str(tmp_path / "play.yml")],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    if debug:
-        return sum("worker is " in line for line in (result.stdout + result.stderr).splitlines())
-    return json.loads(result.stdout)
-
-
-def without_times(report):
-    """The report without what differs from run to run: durations and ids."""
-    for play in report["plays"]:
-        play["play"].pop("duration", None)
-        play["play"].pop("id", None)
-        for task in play["tasks"]:
-            task["task"].pop("duration", None)
-            task["task"].pop("id", None)
-            for host in task["hosts"].values():
-                # The command's own timing.
-                for key in ("start", "end", "delta"):
-                    host.pop(key, None)
-                if isinstance(host.get("module_output"), dict):
-                    for key in ("start", "end", "delta"):
-                        host["module_output"].pop(key, None)
-    return report
+    return run_on_two_local_hosts(tmp_path, PLAYBOOK, {
+        "ANSIBLE_ROLES_PATH": str(tmp_path / "roles"),
+        "DEPLOYER_CONTROLLER_ACTIONS": "on" if actions else "off",
+        # Only this speedup is compared: the other sends skipped tasks to no worker either way.
+        "DEPLOYER_CONTROLLER_SKIPS": "off"}, debug)
 
 
 def test_the_results_are_those_of_workers(tmp_path):
     here = without_times(run(tmp_path, actions=True))
     by_workers = without_times(run(tmp_path, actions=False))
     assert here == by_workers
-    tasks = {}  # the json callback may list a task once per host
-    for task in here["plays"][0]["tasks"]:
-        tasks.setdefault(task["task"]["name"], {}).update(task["hosts"])
+    tasks = tasks_by_name(here)
     # The cases are the ones meant.
     assert tasks["Show the facts"]["plain"]["msg"] == "hello plain 6 10 20 2"
     assert tasks["Show a variable"]["flagged"]["set_by_plain"] == "plain"

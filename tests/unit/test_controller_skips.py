@@ -2,11 +2,7 @@
 (plugins/speedups/controller_skips.py, installed by the strategy plugin): a playbook of the
 kinds of `when` the roles use must give the same results, registered values, errors and recap
 as with every task sent to a worker, with fewer workers forked."""
-import json
-import os
-import subprocess
-
-from conftest import REPO, VENV_BIN
+from conftest import run_on_two_local_hosts, tasks_by_name, without_times
 
 PLAYBOOK = """
 - hosts: all
@@ -100,49 +96,20 @@ PLAYBOOK = """
 
 
 def run(tmp_path, skips, debug=False):
-    """The json callback's report of the playbook on two local hosts, and the number of workers
-    forked (ansible-core's debug log says "worker is N" for each)."""
-    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    """The report of the playbook with false `when`s decided by the strategy process, or by
+    workers; with debug, the number of workers forked."""
     (tmp_path / "included.yml").write_text("- ansible.builtin.debug:\n    msg: included\n")
-    python = VENV_BIN / "python"
-    (tmp_path / "inventory").write_text(
-        f"plain ansible_connection=local ansible_python_interpreter={python}\n"
-        f"flagged ansible_connection=local ansible_python_interpreter={python} host_flag=true\n")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STRATEGY="mitogen_linear",
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-               DEPLOYER_CONTROLLER_SKIPS="on" if skips else "off", CONTROLLER_SKIPS_TEST="no",
-               # Only this speedup is compared: the other runs the debug tasks without a worker.
-               DEPLOYER_CONTROLLER_ACTIONS="off",
-               DEPLOYER_TEMPLATE_CACHE_DIR=str(tmp_path / "template-cache"))
-    if debug:
-        env["ANSIBLE_DEBUG"] = "1"
-    result = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(tmp_path / "inventory"),
-                             str(tmp_path / "play.yml")],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    if debug:
-        return sum("worker is " in line for line in (result.stdout + result.stderr).splitlines())
-    return json.loads(result.stdout)
-
-
-def without_times(report):
-    """The report without what differs from run to run: durations and ids."""
-    for play in report["plays"]:
-        play["play"].pop("duration", None)
-        play["play"].pop("id", None)
-        for task in play["tasks"]:
-            task["task"].pop("duration", None)
-            task["task"].pop("id", None)
-    return report
+    return run_on_two_local_hosts(tmp_path, PLAYBOOK, {
+        "DEPLOYER_CONTROLLER_SKIPS": "on" if skips else "off", "CONTROLLER_SKIPS_TEST": "no",
+        # Only this speedup is compared: the other runs the debug tasks without a worker.
+        "DEPLOYER_CONTROLLER_ACTIONS": "off"}, debug)
 
 
 def test_the_results_are_those_of_workers(tmp_path):
     with_skips = without_times(run(tmp_path, skips=True))
     by_workers = without_times(run(tmp_path, skips=False))
     assert with_skips == by_workers
-    tasks = {}  # the json callback may list a task once per host
-    for task in with_skips["plays"][0]["tasks"]:
-        tasks.setdefault(task["task"]["name"], {}).update(task["hosts"])
+    tasks = tasks_by_name(with_skips)
     # The cases are the ones meant: skipped on the plain host, and run where they should.
     assert tasks["Skipped where the flag is off"]["plain"]["skipped"] is True
     assert tasks["Skipped where the flag is off"]["flagged"]["msg"] == "flag"
