@@ -28,10 +28,12 @@
 # serializes hosts that cut the same copy at once.
 #
 # With compress, the copy to ship is compressed with zstd (level 3, on all cores; about a
-# third of the bytes for the stack's images: 590 MB become 191 MB in 3.5 CPU seconds here),
+# third of the bytes for the stack's images: 590 MB become 191 MB in 5 CPU seconds on two
+# cores here, 3.5 on one),
 # whether cut or whole, and kept in cut_dir the same way: the bytes that cross the network,
 # that the connection handles and that the server writes and reads again are cut to a third
-# (`docker load` decompresses it; Docker 23 and later read zstd, Debian 12's 20.10 does not).
+# (`docker load` decompresses it: Debian 13's Docker 26.1 reads zstd, Debian 12's 20.10 does
+# not, both checked here).
 # It needs the `zstandard` Python package on the control node (requirements.txt); without
 # it the copy is shipped uncompressed, with a warning.
 from __future__ import annotations

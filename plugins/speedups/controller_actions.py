@@ -48,8 +48,8 @@ def install(strategy_class: type) -> type:
                        plugin_loader.get_plugin_loader_namespace):
             if not callable(needed):
                 return strategy_class
+        # Each as written, ansible.builtin.* and ansible.legacy.*.
         actions = {name for action in ACTIONS for name in C.add_internal_fqcns((action,))}
-        actions |= {f"ansible.legacy.{action}" for action in ACTIONS}
     except (ImportError, AttributeError, TypeError, ValueError):
         return strategy_class
 
