@@ -124,10 +124,12 @@ def _speedup(name):
 
 
 # Both with Mitogen or without, installed here, before any worker forks: compiled Jinja
-# templates kept for every worker and later runs (plugins/speedups/template_cache.py), tasks
-# whose `when` is false skipped without a worker (plugins/speedups/controller_skips.py), and
-# tasks that never touch the host (set_fact, assert, include_role, ...) run without a worker
-# (plugins/speedups/controller_actions.py).
+# templates kept for every worker and later runs (plugins/speedups/template_cache.py), the
+# caches every worker fills warmed once before the workers fork
+# (plugins/speedups/worker_warmup.py), tasks whose `when` is false skipped without a worker
+# (plugins/speedups/controller_skips.py), and tasks that never touch the host (set_fact,
+# assert, include_role, ...) run without a worker (plugins/speedups/controller_actions.py).
 TEMPLATE_CACHE_INSTALLED = _speedup("template_cache").install()
+StrategyModule = _speedup("worker_warmup").install(StrategyModule)
 StrategyModule = _speedup("controller_skips").install(StrategyModule)
 StrategyModule = _speedup("controller_actions").install(StrategyModule)

@@ -55,11 +55,12 @@ def test_the_plugin_gives_mitogens_strategy_and_lists_the_collections_once(plugi
     assert mitogens_own.__module__ == "ansible_mitogen.planner"
     assert any(base.__module__.startswith("ansible_mitogen") for base in plugin.StrategyModule.__mro__), \
         "Mitogen did not load: the plugin fell back to Ansible's linear strategy"
-    # With the skips decided on the control node (tests/unit/test_controller_skips.py) and the
-    # tasks that never touch the host run there (tests/unit/test_controller_actions.py).
+    # With the skips decided on the control node (tests/unit/test_controller_skips.py), the
+    # tasks that never touch the host run there (tests/unit/test_controller_actions.py) and the
+    # workers' caches warmed before they fork (tests/unit/test_worker_warmup.py).
     assert plugin.StrategyModule.__module__ == "deployer_controller_actions"
-    assert [base.__module__ for base in plugin.StrategyModule.__mro__[:2]] == [
-        "deployer_controller_actions", "deployer_controller_skips"]
+    assert [base.__module__ for base in plugin.StrategyModule.__mro__[:3]] == [
+        "deployer_controller_actions", "deployer_controller_skips", "deployer_worker_warmup"]
     # If a Mitogen upgrade renames the function, the speed-up is gone: this says so.
     assert ansible_mitogen.planner._load_collections is plugin._load_collections
     names = {Path(path).relative_to(Path(path).parents[1]).as_posix() for path in plugin.COLLECTION_DIRS}
