@@ -38,6 +38,11 @@ from ansible.utils.vars import combine_vars
 
 RULE_KEYS = {"name", "that", "fail_msg", "when", "vars", "loop", "loop_control", "no_log"}
 
+# {(role path, entry point): its options}: the strategy runs this action in its own process for
+# every host (plugins/speedups/controller_actions.py), and reading a role's
+# meta/argument_specs.yml again for each took about 20 ms; the files do not change during a run.
+_SPECS: dict[tuple[str, str], dict | None] = {}
+
 
 class ActionModule(ActionBase):
     _requires_connection = False
@@ -83,7 +88,10 @@ class ActionModule(ActionBase):
         role = self._task._role
         if role is None:
             raise AnsibleError("input_checks: argument_spec needs a task of a role (tasks/validate.yml)")
-        spec = (role._get_role_argspecs().get(entry_point) or {}).get("options")
+        key = (role._role_path, entry_point)
+        if key not in _SPECS:
+            _SPECS[key] = (role._get_role_argspecs().get(entry_point) or {}).get("options")
+        spec = _SPECS[key]
         if spec is None:
             raise AnsibleError(f"input_checks: the role {role.get_name()} has no entry point {entry_point!r}"
                                " with options in meta/argument_specs.yml")
