@@ -397,6 +397,36 @@ def machine():
     }
 
 
+def calibration():
+    """How fast this machine is right now, by two fixed pieces of work, each the median of 3
+    runs in ms: a pure Python loop (the interpreter, as Ansible's own code) and 100 forks of
+    this process that exit at once (the kernel's share of each Ansible worker). This machine's
+    speed has varied about 2x within a day: compare runs by these, not only by the clock."""
+    def loop():
+        started = time.perf_counter()
+        sum(i * i for i in range(2_000_000))
+        return (time.perf_counter() - started) * 1000
+
+    def forks():
+        started = time.perf_counter()
+        for _ in range(100):
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+        return (time.perf_counter() - started) * 1000
+
+    return {"python_loop_ms": round(statistics.median(loop() for _ in range(3))),
+            "fork_100_ms": round(statistics.median(forks() for _ in range(3)))}
+
+
+def fmt_calibration(data):
+    parts = [f"{when}: Python loop {c['python_loop_ms']} ms, 100 forks {c['fork_100_ms']} ms"
+             for when, c in (("at the start", data.get("calibration_start")),
+                             ("at the end", data.get("calibration_end"))) if c]
+    return ("Machine speed (`calibration()` in bench/bench.py; lower is faster), " + "; ".join(parts) + ".") if parts else ""
+
+
 def fmt_load(result):
     return f"{result['load_before'][0]:.2f} → {result['load_after'][0]:.2f}"
 
@@ -407,6 +437,8 @@ def markdown(data):
              f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Docker {m['docker_server']}, "
              f"{m['ansible_core']}, mitogen {m['mitogen']}. Load average (1 min) before → after each "
              "measurement is in the tables: this machine is shared, so figures are under load.", ""]
+    if fmt_calibration(data):
+        lines += [fmt_calibration(data), ""]
     if data.get("deploys"):
         lines += ["## Converge from fresh hosts against the floor", "",
                   f"Target: ratio ≤ {COLD_RATIO_TARGET}. Floor: `bench/floor.sh` on identical fresh hosts.", "",
@@ -485,11 +517,14 @@ def main():
     baseline = set(sh("docker", "run", "--rm", HOST_IMAGE, "apt-mark", "showmanual").split())
 
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    data = {"started": stamp, "machine": machine(), "host_prefix": PREFIX, "deploys": [], "noop": [], "http": []}
+    data = {"started": stamp, "machine": machine(), "calibration_start": calibration(), "host_prefix": PREFIX,
+            "deploys": [], "noop": [], "http": []}
     start = time.monotonic()
     out_json, out_md = RESULTS / f"{stamp}.json", RESULTS / f"{stamp}.md"
 
-    def save():
+    def save(final=False):
+        if final:
+            data["calibration_end"] = calibration()
         data["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         data["total_seconds"] = round(time.monotonic() - start)
         out_json.write_text(json.dumps(data, indent=2) + "\n")
@@ -550,7 +585,7 @@ def main():
                 continue
             deploy_against_floor(count, ssh_key, baseline, f"hosts-{count}", data["deploys"], save)
     finally:
-        save()
+        save(final=True)
         if not args.keep:
             remove_hosts()
             sh("docker", "network", "rm", NETWORK, check=False)
