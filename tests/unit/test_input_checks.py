@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, VENV_BIN
+from conftest import REPO, VENV_BIN, tasks_by_name
 
 RULES = [
     {"name": "Check the port", "that": ["port | int > 0", "port | int < 65536"],
@@ -181,3 +181,34 @@ def test_argument_spec_outside_a_role_is_refused(tmp_path):
                           str(tmp_path / "play.yml")], cwd=tmp_path, env=env, capture_output=True, text=True)
     outcome = json.loads(run.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
     assert outcome["failed"] and "needs a task of a role" in outcome["msg"]
+
+
+def test_each_entry_point_is_checked_against_its_own_spec_on_every_host(tmp_path):
+    """input_checks keeps each role's specs for the run: per entry point, and for every host."""
+    role = tmp_path / "roles" / "probe"
+    (role / "meta").mkdir(parents=True)
+    (role / "tasks").mkdir()
+    specs = {"argument_specs": {"main": {"options": {"port": {"type": "int", "required": True}}},
+                                "other": {"options": {"name": {"type": "str", "required": True}}}}}
+    (role / "meta" / "argument_specs.yml").write_text(yaml.safe_dump(specs))
+    rule = [{"name": "Always", "that": "true"}]
+    (role / "tasks" / "validate.yml").write_text(yaml.safe_dump([
+        {"name": "Check main", "input_checks": {"argument_spec": "main", "checks": rule}},
+        {"name": "Check other", "input_checks": {"argument_spec": "other", "checks": rule}, "ignore_errors": True}]))
+    hosts = {name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "port": 80}
+             for name in ("first", "second")}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    play = [{"hosts": "all", "gather_facts": False,
+             "tasks": [{"ansible.builtin.include_role": {"name": "probe", "tasks_from": "validate"}}]}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    # With the project's strategy, which runs input_checks in its own process for both hosts
+    # (the unit tests otherwise run Ansible's linear strategy, tests/unit/conftest.py).
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
+               ANSIBLE_ROLES_PATH=str(tmp_path / "roles"), ANSIBLE_STRATEGY="mitogen_linear")
+    run = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+                          str(tmp_path / "play.yml")], cwd=tmp_path, env=env, capture_output=True, text=True)
+    tasks = tasks_by_name(json.loads(run.stdout))
+    for host in hosts:
+        assert not tasks["probe : Check main"][host].get("failed"), tasks["probe : Check main"][host]["msg"]
+        other = tasks["probe : Check other"][host]
+        assert other["failed"] and other["argument_errors"] == ["missing required arguments: name"], other
