@@ -168,8 +168,15 @@ def test_container_detection(role, kind, expected):
 
 def test_container_detection_without_facts_is_false_and_the_role_gathers_them():
     assert evaluate("base", "{{ __base_in_container }}", ansible_facts={}) is False
-    main = (REPO / "roles" / "base" / "tasks" / "main.yml").read_text()
-    assert main.index("gather_subset") < main.index("__base_in_container")
+    tasks = REPO / "roles" / "base" / "tasks"
+    assert "gather_subset" in (tasks / "container_facts.yml").read_text()
+    # Each entry point gathers them before its first step that asks.
+    for entry_point in ("main.yml", "host_settings_early.yml"):
+        text = (tasks / entry_point).read_text()
+        assert (text.index("import_tasks: container_facts.yml")
+                < text.index("import_tasks: host_settings.yml")), entry_point
+    main = (tasks / "main.yml").read_text()
+    assert main.index("import_tasks: container_facts.yml") < main.index("__base_in_container")
 
 
 @pytest.mark.parametrize("dpkg_lines, other, timesyncd", [

@@ -74,3 +74,19 @@ def test_the_first_deploy_left_no_image_archive_on_the_server(host):
     for image in ("deployer-test/postgres:17", "deployer-test/redis:8", "deployer-test/nginx:1.26",
                   "deployer-sample/app:1"):
         assert host.run(f"docker image inspect {image}").rc == 0, image
+
+
+def test_the_host_settings_were_written_while_apt_installed_the_packages(host):
+    # playbooks/common.yml applies the base role's settings that need no package while apt
+    # works; the transaction touches its mark when it ends (roles/base/vars/main.yml). The
+    # kernel module list needs kmod, which apt installed: it comes after the mark.
+    def mtime(path):
+        cmd = host.run("stat -c %%.9Y %s", path)
+        assert cmd.rc == 0, cmd.stderr
+        return float(cmd.stdout)
+
+    apt_ended = mtime("/run/deployer-apt-transaction.ended")
+    for written_meanwhile in ("/etc/sysctl.d/60-deployer.conf",
+                              "/etc/systemd/journald.conf.d/50-deployer.conf"):
+        assert mtime(written_meanwhile) < apt_ended, written_meanwhile
+    assert mtime("/etc/modprobe.d/60-deployer.conf") > apt_ended
