@@ -154,3 +154,18 @@ def test_an_archive_saved_by_docker_25_or_later_is_cut_and_loaded(host, tmp_path
     assert host.run(f"docker image inspect {OTHER}").rc == 0, out
     assert host.run(f"docker image inspect {IMAGE}").rc != 0, out
     host.run(f"docker rmi {OTHER}")
+
+
+def test_after_daemon_early_the_role_leaves_the_daemon_alone(tmp_path):
+    # playbooks/common.yml's order: daemon_early once apt has installed Docker, the role later,
+    # while the archives load; a restart then would cut a load short.
+    run = run_play(tmp_path, """
+    - ansible.builtin.setup: {gather_subset: [min]}
+    - ansible.builtin.include_role: {name: docker, tasks_from: daemon_early}
+    - ansible.builtin.include_role: {name: docker}""")
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    for task in ("docker : Configure the Docker daemon", "docker : Enable and start the Docker service"):
+        early, role = [section.split("*\n", 1)[1].lstrip() for section in out.split(f"TASK [{task}]")[1:]]
+        assert early.startswith(("ok:", "changed:")), out
+        assert role.startswith("skipping:"), out
