@@ -221,6 +221,18 @@ def test_data_survives_changes_and_recreation(host, changed):
     assert key.stdout.strip() == "across-re-runs", f"{key.stderr}\n{logs(host, 'redis')}"
 
 
+def test_an_unknown_setting_stops_the_role_before_the_reload(host, changed):
+    if not changed:
+        pytest.skip("the side effect gives PostgreSQL the unknown setting")
+    message = host.file(f"{STATE_DIR}/refused-message").content_string
+    assert "The settings file has errors" in message and "deployer_no_such_setting" in message, message
+    recreated, refused = state(host, "recreated"), state(host, "refused")
+    # Still the same server, with the settings it had.
+    assert (refused["postgres_container"], refused["postmaster_start"]) == (
+        recreated["postgres_container"], recreated["postmaster_start"])
+    assert refused["max_locks_per_transaction"] == "128"
+
+
 def test_settings_changes_reload_restart_or_recreate_as_needed(host, changed):
     if not changed:
         pytest.skip("the side effect changes the settings")
