@@ -130,11 +130,10 @@ def test_a_single_server_proxies_to_its_serving_web_slot_by_name(ansible_vars):
 
 
 def listing_tasks():
-    """playbooks/prefetch.yml's listing task as it is: each role the host runs lists its
-    packages (the download after it, then playbooks/common.yml, install them)."""
-    play = yaml.safe_load((REPO / "playbooks/prefetch.yml").read_text())[0]
-    listing = [task for task in play["tasks"][0]["block"]
-               if task["name"] == "List the Debian packages of the roles this host runs"]
+    """playbooks/common.yml's listing pre_task as it is: each role the host runs lists its
+    packages (the pre_tasks after it install them)."""
+    play = yaml.safe_load((REPO / "playbooks/common.yml").read_text())[0]
+    listing = [task for task in play["pre_tasks"] if task["name"] == "List the Debian packages of the roles this host runs"]
     assert len(listing) == 1
     return listing
 
