@@ -14,6 +14,10 @@
 # Ansible compiles as before. plugins/strategy/mitogen_linear.py installs it, before any worker
 # forks. DEPLOYER_TEMPLATE_CACHE=off turns it off; DEPLOYER_TEMPLATE_CACHE_DIR moves it (the
 # default is $XDG_CACHE_HOME/deployer/templates, or ~/.cache/deployer/templates).
+#
+# Each upgrade of ansible-core, Jinja or Python starts a new directory and leaves the old one
+# (about 5 MB for this project's templates): a run marks its own as used, and deletes the
+# directories of other versions that no run used for STALE_DAYS.
 from __future__ import annotations
 
 import contextvars
@@ -21,8 +25,15 @@ import hashlib
 import marshal
 import os
 import pathlib
+import re
+import shutil
 import sys
 import tempfile
+import time
+
+STALE_DAYS = 30
+# The names of the per-version directories: nothing else under the cache directory is deleted.
+_VERSION_DIRECTORY = re.compile(r"[0-9a-f]{16}")
 
 _pending_expression: contextvars.ContextVar[str | None] = contextvars.ContextVar("_pending_expression", default=None)
 
@@ -33,6 +44,28 @@ def cache_dir() -> pathlib.Path:
         return pathlib.Path(configured)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return pathlib.Path(base) / "deployer" / "templates"
+
+
+def prune(directory: pathlib.Path) -> None:
+    """Marks directory as used now and deletes the other versions' directories beside it
+    that no run used for STALE_DAYS. Errors only leave them in place."""
+    try:
+        os.utime(directory)
+    except OSError:
+        pass  # not created yet: the first template stored creates it
+    cutoff = time.time() - STALE_DAYS * 86400
+    try:
+        siblings = list(directory.parent.iterdir())
+    except OSError:
+        return
+    for sibling in siblings:
+        if sibling.name == directory.name or not _VERSION_DIRECTORY.fullmatch(sibling.name):
+            continue
+        try:
+            if sibling.is_dir() and not sibling.is_symlink() and sibling.stat().st_mtime < cutoff:
+                shutil.rmtree(sibling, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def install() -> bool:
@@ -57,6 +90,7 @@ def install() -> bool:
 
     versions = f"ansible-core {ansible_version}, jinja2 {jinja2.__version__}, python {sys.version}"
     directory = cache_dir() / hashlib.sha256(versions.encode()).hexdigest()[:16]
+    prune(directory)
     remembered: dict[str, object] = {}
 
     def key(environment, kind: str, source: str, *more) -> str:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,23 @@ def test_a_cache_directory_that_cannot_be_written_only_costs_the_compile(tmp_pat
     outcome = render(blocked)
     assert outcome["generated"] == 9
     assert outcome["results"] == without_cache["results"]
+
+
+def test_other_versions_unused_for_30_days_are_deleted_and_nothing_else(tmp_path, without_cache):
+    month_ago = time.time() - 31 * 86400
+    old, recent, foreign = tmp_path / "0123456789abcdef", tmp_path / "fedcba9876543210", tmp_path / "notes"
+    for directory in (old, recent, foreign):
+        (directory / "ab").mkdir(parents=True)
+        (directory / "ab" / "entry").write_bytes(b"x")
+    for directory in (old, foreign):
+        os.utime(directory, (month_ago, month_ago))
+    os.utime(recent, (time.time() - 29 * 86400,) * 2)
+    assert render(tmp_path)["installed"]
+    assert not old.exists()
+    assert recent.exists() and foreign.exists()
+    # This run's own directory, marked as used.
+    own = [d for d in tmp_path.iterdir() if d not in (recent, foreign)]
+    assert len(own) == 1 and time.time() - own[0].stat().st_mtime < 60
 
 
 def test_the_strategy_plugin_installs_it_for_ansible_playbook(tmp_path):
