@@ -225,7 +225,8 @@ def test_an_unknown_setting_stops_the_role_before_the_reload(host, changed):
     if not changed:
         pytest.skip("the side effect gives PostgreSQL the unknown setting")
     message = host.file(f"{STATE_DIR}/refused-message").content_string
-    assert "The settings file has errors" in message and "deployer_no_such_setting" in message, message
+    assert "The settings file has errors" in message and "postgres_extra_settings" in message, message
+    assert "deployer_no_such_setting: unrecognized configuration parameter" in message, message
     recreated, refused = state(host, "recreated"), state(host, "refused")
     # Still the same server, with the settings it had.
     assert (refused["postgres_container"], refused["postmaster_start"]) == (

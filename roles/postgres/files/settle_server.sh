@@ -3,7 +3,8 @@
 # the steps that need the running server, in one exec rather than one per step. It prints one
 # line per change and nothing else; tasks/deploy.yml reads them:
 #   "<setting>: needs a restart", "settings reloaded", "extension created", "password changed"
-# Anything else fails with the reason on stderr and a non-zero status.
+# Settings the server cannot take exit 3 with them on stderr, one per line; anything else
+# fails with the reason on stderr and another non-zero status.
 set -eu
 user=$1 db=$2 port=$3 reload=$4
 
@@ -19,8 +20,8 @@ errors=$(query -c "SELECT f.name || ': ' || CASE WHEN s.context = 'postmaster' T
   WHERE f.error IS NOT NULL ORDER BY 1")
 bad=$(printf '%s\n' "$errors" | grep -v -e ': needs a restart$' -e '^$' || true)
 if [ -n "$bad" ]; then
-  printf 'The settings file has errors, the server keeps its current settings:\n%s\n' "$bad" >&2
-  exit 1
+  printf '%s\n' "$bad" >&2
+  exit 3
 fi
 if [ -n "$errors" ]; then
   printf '%s\n' "$errors"
