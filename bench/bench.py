@@ -280,28 +280,49 @@ def floor(names, bundle_dir):
     return {}
 
 
-def deploy_against_floor(count, ssh_key, baseline_packages, label, results, save, converged=None):
-    """site.yml on `count` fresh hosts, then the floor on `count` fresh hosts, appended to
-    results as soon as each is known. converged(names) runs in between, on the hosts site.yml
-    converged."""
+def summarize_pairs(entry):
+    """The figures of a host count from its site.yml/floor pairs: the ratio is the median of
+    the pairs' ratios (each pair ran back to back, so a drift of this machine's speed moves
+    both of a pair's runs), and deployer and floor are those of the first pair, whose site.yml
+    converged the hosts the no-op runs and the HTTP load used."""
+    entry["deployer"] = entry["pairs"][0]["deployer"]
+    ratios = [pair["ratio"] for pair in entry["pairs"] if "ratio" in pair]
+    if ratios:
+        entry["floor"] = entry["pairs"][0]["floor"]
+        entry["ratio"] = round(statistics.median(ratios), 2)
+    return entry
+
+
+def deploy_against_floor(count, ssh_key, baseline_packages, label, results, save, converged=None, pairs=1):
+    """site.yml on `count` fresh hosts, then the floor on `count` fresh hosts, `pairs` times in
+    turn, appended to results as soon as each is known. converged(names) runs after the first
+    site.yml, on the hosts it converged."""
     names = host_names(count)
-    log(f"{label}: fresh hosts {', '.join(names)}, site.yml")
-    start_hosts(names)
-    deployer = measured(deploy, names, ssh_key, f"{label}-site")
-    log(f"{label}: site.yml {deployer['seconds']} s, changed={deployer['changed']}")
-    entry = {"hosts": count, "deployer": deployer}
+    entry = {"hosts": count, "pairs": []}
     results.append(entry)
-    save()
     bundle_dir = WORK / f"bundle-{PREFIX}{count}"
-    capture_bundles(names, bundle_dir, baseline_packages)
-    if converged:
-        converged(names)
-    log(f"{label}: fresh hosts, floor")
-    start_hosts(names)
-    bare = measured(floor, names, bundle_dir)
-    log(f"{label}: floor {bare['seconds']} s")
-    entry.update({"floor": bare, "ratio": round(deployer["seconds"] / bare["seconds"], 2)})
-    save()
+    for number in range(1, pairs + 1):
+        name = label if pairs == 1 else f"{label} (pair {number}/{pairs})"
+        suffix = "" if number == 1 else f"-{number}"
+        log(f"{name}: fresh hosts {', '.join(names)}, site.yml")
+        start_hosts(names)
+        deployer = measured(deploy, names, ssh_key, f"{label}-site{suffix}")
+        log(f"{name}: site.yml {deployer['seconds']} s, changed={deployer['changed']}")
+        pair = {"deployer": deployer}
+        entry["pairs"].append(pair)
+        summarize_pairs(entry)
+        save()
+        if number == 1:
+            capture_bundles(names, bundle_dir, baseline_packages)
+            if converged:
+                converged(names)
+        log(f"{name}: fresh hosts, floor")
+        start_hosts(names)
+        bare = measured(floor, names, bundle_dir)
+        log(f"{name}: floor {bare['seconds']} s")
+        pair.update({"floor": bare, "ratio": round(deployer["seconds"] / bare["seconds"], 2)})
+        summarize_pairs(entry)
+        save()
 
 
 # --- no-op re-runs ----------------------------------------------------------------------
@@ -453,6 +474,17 @@ def markdown(data):
                          f"{floor_s} | {ratio} | {d['deployer']['controller_cpu_seconds']} "
                          f"| {fmt_load(d['deployer'])} | {floor_load} |")
         lines.append("")
+        if any(len(d.get("pairs", [])) > 1 for d in data["deploys"]):
+            lines += ["The ratio is the median of the pairs' ratios; site.yml and the floor above are the first "
+                      "pair's. Each pair, site.yml then the floor on fresh hosts, back to back:", "",
+                      "| hosts | pair | site.yml (s) | floor (s) | ratio | site.yml control node CPU s |",
+                      "|---:|---:|---:|---:|---:|---:|"]
+            for d in data["deploys"]:
+                for number, pair in enumerate(d.get("pairs", []), 1):
+                    lines.append(f"| {d['hosts']} | {number} | {pair['deployer']['seconds']} "
+                                 f"| {pair['floor']['seconds'] if 'floor' in pair else '(not reached)'} "
+                                 f"| {pair.get('ratio', '')} | {pair['deployer']['controller_cpu_seconds']} |")
+            lines.append("")
         for d in data["deploys"]:
             if d["deployer"].get("slowest_tasks"):
                 lines += [f"Slowest tasks of site.yml on {d['hosts']} host(s) (seconds): " + "; ".join(
@@ -493,6 +525,9 @@ def main():
                         help="no-op variants by index: " + "; ".join(f"{i}={v}" for i, v in enumerate(VARIANTS)))
     parser.add_argument("--noop-repeats", type=int, default=3,
                         help="runs of each no-op variant; the median is reported (default 3)")
+    parser.add_argument("--pairs", type=int, default=1,
+                        help="site.yml/floor pairs per host count, run in turn; the median of their "
+                             "ratios is reported with each pair's (default 1)")
     parser.add_argument("--http-seconds", type=int, default=10)
     parser.add_argument("--http-connections", type=int, default=16)
     parser.add_argument("--keep", action="store_true", help="leave the test hosts running at the end")
@@ -532,6 +567,8 @@ def main():
 
     if args.noop_repeats < 1:
         parser.error("--noop-repeats must be at least 1")
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
     variants = [list(VARIANTS)[int(i)] for i in args.variants.split(",") if i != ""]
     counts = [int(c) for c in args.scale.split(",") if c]
     if args.floor_only:
@@ -579,11 +616,11 @@ def main():
                 if args.http_seconds > 0:
                     data["http"] = http_bench(names[0], args.http_seconds, args.http_connections)
                     save()
-            deploy_against_floor(1, ssh_key, baseline, "hosts-1", data["deploys"], save, converged)
+            deploy_against_floor(1, ssh_key, baseline, "hosts-1", data["deploys"], save, converged, args.pairs)
         for count in counts:
             if count == 1:
                 continue
-            deploy_against_floor(count, ssh_key, baseline, f"hosts-{count}", data["deploys"], save)
+            deploy_against_floor(count, ssh_key, baseline, f"hosts-{count}", data["deploys"], save, pairs=args.pairs)
     finally:
         save(final=True)
         if not args.keep:
