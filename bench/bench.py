@@ -284,7 +284,8 @@ def summarize_pairs(entry):
     """The figures of a host count from its site.yml/floor pairs: the ratio is the median of
     the pairs' ratios (each pair ran back to back, so a drift of this machine's speed moves
     both of a pair's runs), and deployer and floor are those of the first pair, whose site.yml
-    converged the hosts the no-op runs and the HTTP load used."""
+    converged the hosts the no-op runs and the HTTP load used (kept at the entry's top level,
+    where results written before --pairs have them)."""
     entry["deployer"] = entry["pairs"][0]["deployer"]
     ratios = [pair["ratio"] for pair in entry["pairs"] if "ratio" in pair]
     if ratios:

@@ -20,9 +20,9 @@ def pair(deployer, floor):
 
 
 def test_the_ratio_is_the_median_of_the_pairs_and_the_details_the_first_pairs():
-    entry = {"hosts": 1, "pairs": [pair(90.0, 50.0), pair(80.0, 50.0), pair(84.0, 60.0)]}
+    entry = {"hosts": 1, "pairs": [pair(90.0, 50.0), pair(80.0, 50.0), pair(72.0, 60.0)]}
     bench.summarize_pairs(entry)
-    assert entry["ratio"] == 1.6  # 1.8, 1.6 and 1.4
+    assert entry["ratio"] == 1.6  # 1.8, 1.6 and 1.2: the median (the mean is 1.53)
     assert entry["deployer"]["seconds"] == 90.0 and entry["floor"]["seconds"] == 50.0
 
 
