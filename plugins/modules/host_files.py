@@ -65,16 +65,25 @@ def _mode(mode):
     return int(str(mode), 8)
 
 
-def _attributes_differ(st, uid, gid, mode):
-    return st.st_uid != uid or st.st_gid != gid or (st.st_mode & 0o7777) != mode
+def _attributes(spec):
+    return _uid(spec.get("owner", "root")), _gid(spec.get("group", "root")), _mode(spec["mode"])
+
+
+def _correct_attributes(module, path, uid, gid, mode):
+    """Whether path's owner, group or mode differed; corrected unless in check mode."""
+    st = os.lstat(path)
+    if st.st_uid == uid and st.st_gid == gid and (st.st_mode & 0o7777) == mode:
+        return False
+    if not module.check_mode:
+        os.chown(path, uid, gid)
+        os.chmod(path, mode)
+    return True
 
 
 def _ensure_directory(module, spec):
     path = spec["path"]
-    uid, gid, mode = _uid(spec.get("owner", "root")), _gid(spec.get("group", "root")), _mode(spec["mode"])
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+    uid, gid, mode = _attributes(spec)
+    if not os.path.lexists(path):
         if not module.check_mode:
             os.makedirs(path, exist_ok=True)
             os.chown(path, uid, gid)
@@ -82,12 +91,7 @@ def _ensure_directory(module, spec):
         return True
     if not os.path.isdir(path) or os.path.islink(path):
         module.fail_json(msg=f"{path} exists and is not a directory; move it aside and run again.")
-    if not _attributes_differ(st, uid, gid, mode):
-        return False
-    if not module.check_mode:
-        os.chown(path, uid, gid)
-        os.chmod(path, mode)
-    return True
+    return _correct_attributes(module, path, uid, gid, mode)
 
 
 def _read(path):
@@ -101,18 +105,12 @@ def _read(path):
 def _ensure_file(module, spec, text, diffs, changed_paths):
     dest = spec["dest"]
     content = text.encode("utf-8")
-    uid, gid, mode = _uid(spec.get("owner", "root")), _gid(spec.get("group", "root")), _mode(spec["mode"])
+    uid, gid, mode = _attributes(spec)
     if os.path.isdir(dest):
         module.fail_json(msg=f"{dest} is a directory; a file was expected there.")
     old = _read(dest)
     if old == content:
-        st = os.lstat(dest)
-        if not _attributes_differ(st, uid, gid, mode):
-            return False
-        if not module.check_mode:
-            os.chown(dest, uid, gid)
-            os.chmod(dest, mode)
-        return True
+        return _correct_attributes(module, dest, uid, gid, mode)
 
     if module._diff and not spec.get("secret"):
         diffs.append({
