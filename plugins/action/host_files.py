@@ -34,11 +34,9 @@ import re
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
-
-try:  # ansible-core 2.19 and later; the same variables ansible.builtin.template adds
-    from ansible._internal._templating._template_vars import generate_ansible_template_vars
-except ImportError:  # pragma: no cover
-    generate_ansible_template_vars = None
+# ansible-core 2.19 and later (requirements.txt pins it): the variables ansible.builtin.template
+# adds, ansible_managed among them, which the roles' templates use.
+from ansible._internal._templating._template_vars import generate_ansible_template_vars
 
 DIRECTORY_KEYS = {"path", "owner", "group", "mode"}
 FILE_KEYS = {"template", "content", "dest", "owner", "group", "mode", "validate", "secret"}
@@ -94,6 +92,8 @@ class ActionModule(ActionBase):
         module_spec = {"dest": dest, "content": content, "secret": bool(spec.get("secret", False)),
                        **self._attributes(spec, dest)}
         if spec.get("validate"):
+            if "%s" not in spec["validate"]:
+                raise AnsibleActionFail(f"{dest}: the validate command has no %s for the file: {spec['validate']}")
             module_spec["validate"] = spec["validate"]
         return module_spec
 
@@ -103,10 +103,9 @@ class ActionModule(ActionBase):
         searchpath = list(task_vars.get("ansible_search_path", [])) + [self._loader._basedir, os.path.dirname(source)]
         searchpath = [p for base in searchpath for p in (os.path.join(base, "templates"), base)]
         template_vars = task_vars.copy()
-        if generate_ansible_template_vars is not None:
-            template_vars.update(generate_ansible_template_vars(
-                path=name, fullpath=source, dest_path=dest,
-                include_ansible_managed="ansible_managed" not in template_vars))
+        template_vars.update(generate_ansible_template_vars(
+            path=name, fullpath=source, dest_path=dest,
+            include_ansible_managed="ansible_managed" not in template_vars))
         templar = self._templar.copy_with_new_env(searchpath=searchpath, available_variables=template_vars)
         rendered = templar.template(trust_as_template(self._loader.get_text_file_contents(source)),
                                     escape_backslashes=False,

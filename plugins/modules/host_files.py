@@ -12,7 +12,7 @@ description:
     C(validate) command when it has one, and moved over the old file; a file whose text is the
     same only has its owner, group and mode corrected.
   - Entries are handled in the order given, so a file can be validated against files written
-    before it. The first failure stops the module; what changed before it is returned.
+    before it. The first path refused stops the module; what changed before it is returned.
   - Called by the host_files action plugin, which renders templates on the control node.
 options:
   directories:
@@ -49,6 +49,14 @@ import shlex
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+
+
+class _Refused(Exception):
+    """A path the module cannot or may not write; main() reports it with what changed before."""
+
+    def __init__(self, msg, **details):
+        super().__init__(msg)
+        self.details = details
 
 
 def _uid(owner):
@@ -90,7 +98,7 @@ def _ensure_directory(module, spec):
             os.chmod(path, mode)
         return True
     if not os.path.isdir(path) or os.path.islink(path):
-        module.fail_json(msg=f"{path} exists and is not a directory; move it aside and run again.")
+        raise _Refused(f"{path} exists and is not a directory; move it aside and run again.")
     return _correct_attributes(module, path, uid, gid, mode)
 
 
@@ -102,12 +110,12 @@ def _read(path):
         return None
 
 
-def _ensure_file(module, spec, text, diffs, changed_paths):
+def _ensure_file(module, spec, text, diffs):
     dest = spec["dest"]
     content = text.encode("utf-8")
     uid, gid, mode = _attributes(spec)
     if os.path.isdir(dest):
-        module.fail_json(msg=f"{dest} is a directory; a file was expected there.")
+        raise _Refused(f"{dest} is a directory; a file was expected there.")
     old = _read(dest)
     if old == content:
         return _correct_attributes(module, dest, uid, gid, mode)
@@ -132,15 +140,10 @@ def _ensure_file(module, spec, text, diffs, changed_paths):
         os.chmod(temporary, mode)
         if spec.get("validate"):
             command = spec["validate"]
-            if "%s" not in command:
-                module.fail_json(msg=f"The validate command of {dest} has no %s for the file: {command}")
             rc, out, err = module.run_command(command.replace("%s", shlex.quote(temporary)))
             if rc != 0:
-                module.fail_json(
-                    msg=f"{dest} was not written: `{command}` rejected the new text (rc {rc}): "
-                        f"{(err or out).strip()}",
-                    rc=rc, stdout=out, stderr=err, changed=bool(changed_paths),
-                    changed_paths=changed_paths)
+                raise _Refused(f"{dest} was not written: `{command}` rejected the new text (rc {rc}): "
+                               f"{(err or out).strip()}", rc=rc, stdout=out, stderr=err)
         os.replace(temporary, dest)
         temporary = None
     finally:
@@ -162,14 +165,18 @@ def main():
     )
     changed_paths = []
     diffs = []
-    for spec in module.params["directories"]:
-        if _ensure_directory(module, spec):
-            changed_paths.append(spec["path"])
     secrets = iter(module.params["secret_contents"])
-    for spec in module.params["files"]:
-        text = next(secrets) if spec.get("secret") else spec["content"]
-        if _ensure_file(module, spec, text, diffs, changed_paths):
-            changed_paths.append(spec["dest"])
+    try:
+        for spec in module.params["directories"]:
+            if _ensure_directory(module, spec):
+                changed_paths.append(spec["path"])
+        for spec in module.params["files"]:
+            text = next(secrets) if spec.get("secret") else spec["content"]
+            if _ensure_file(module, spec, text, diffs):
+                changed_paths.append(spec["dest"])
+    except _Refused as refused:
+        module.fail_json(msg=str(refused), changed=bool(changed_paths), changed_paths=changed_paths,
+                         **refused.details)
     result = {"changed": bool(changed_paths), "changed_paths": changed_paths}
     if diffs:
         result["diff"] = diffs

@@ -155,6 +155,23 @@ def test_a_mode_that_is_not_a_quoted_octal_string_fails_before_anything_changes(
     assert not (tmp_path / "site").exists()
 
 
+def test_a_validate_command_without_the_file_fails_before_anything_changes(tmp_path):
+    directories, files = specs(tmp_path, title_validate="bash -n")
+    outcome, _ = run(tmp_path, files, directories)
+    assert outcome["failed"] is True
+    assert "has no %s" in outcome["msg"]
+    assert not (tmp_path / "site").exists()
+
+
+def test_a_directory_where_a_file_goes_is_refused_and_reported_with_what_changed(tmp_path):
+    directories, files = specs(tmp_path)
+    (tmp_path / "site" / "page.conf").mkdir(parents=True)
+    outcome, _ = run(tmp_path, files, directories)
+    assert outcome["failed"] is True
+    assert "is a directory" in outcome["msg"]
+    assert outcome["changed_paths"] == [str(tmp_path / "site"), str(tmp_path / "site" / "secrets")]
+
+
 def test_a_file_needs_a_template_or_a_content(tmp_path):
     directories, files = specs(tmp_path)
     files[0]["content"] = "both"
