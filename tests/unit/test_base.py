@@ -4,6 +4,7 @@ role's defaults and vars, and its validate step run against edge-case inputs.
 Also the helpers test_ssh.py uses: render() and validate()."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -194,6 +195,89 @@ def test_other_time_daemon_keeps_the_clock(dpkg_lines, other, timesyncd):
 def test_timesync_disabled_installs_no_timesyncd():
     assert evaluate("base", "{{ __base_timesyncd_enabled }}", base_timesync_enabled=False,
                     __base_time_daemons={"skipped": True}) is False
+
+
+# --- the package lists refreshed before the preflight --------------------------------------
+# The two shell scripts of tasks/package_lists_early.yml and tasks/packages.yml, rendered from
+# the role and run with bash, real flock and setsid; apt-get and dockerd are stand-ins on PATH
+# that record their calls (the real apt runs in the Molecule scenarios that deploy a fresh host).
+
+FAKE_APT_GET = """#!/bin/sh
+echo "$*" >> "$APT_CALLS"
+if [ "$1" = update ]; then sleep "${UPDATE_SECONDS:-0}"; exit "${UPDATE_RC:-0}"; fi
+"""
+
+
+def _shell_script(tasks_file, task_name, tmp_path):
+    tasks = yaml.safe_load((REPO / "roles" / "base" / "tasks" / tasks_file).read_text())
+    task = next(task for task in tasks if task["name"] == task_name)
+    engine = templar("base")
+    variables = dict(engine.available_variables)
+    variables.update(__base_package_lists_lock=str(tmp_path / "lists.lock"),
+                     __base_package_lists_fresh_file=str(tmp_path / "lists.fresh"),
+                     __base_apt_ended_file=str(tmp_path / "apt.ended"),
+                     __base_missing_packages=["docker.io", "restic"])
+    engine.available_variables = variables
+    return engine.template(trust_as_template(task["ansible.builtin.shell"]["cmd"]))
+
+
+def _apt_host(tmp_path, docker=False, **env):
+    """A PATH with the stand-ins and the tools the scripts use (not this machine's own Docker),
+    and the environment the scripts run with."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("sh", "flock", "setsid", "rm", "find", "touch", "seq", "sleep"):
+        if not (bin_dir / tool).exists():
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    (bin_dir / "apt-get").write_text(FAKE_APT_GET)
+    (bin_dir / "apt-get").chmod(0o755)
+    if docker:
+        (bin_dir / "dockerd").write_text("#!/bin/sh\n")
+        (bin_dir / "dockerd").chmod(0o755)
+    return dict(os.environ, PATH=str(bin_dir), APT_CALLS=str(tmp_path / "calls"), **env)
+
+
+def _run(script, env):
+    return subprocess.run([shutil.which("bash"), "-c", script], env=env, capture_output=True, text=True, timeout=60)
+
+
+def _apt_calls(tmp_path):
+    calls = tmp_path / "calls"
+    return [line.split()[0] for line in calls.read_text().splitlines()] if calls.exists() else []
+
+
+def test_early_refresh_is_waited_for_and_spares_the_transaction_its_own(tmp_path):
+    env = _apt_host(tmp_path, UPDATE_SECONDS="2")
+    early = _run(_shell_script("package_lists_early.yml", "Start refreshing apt's package lists on a host"
+                               " without Docker", tmp_path), env)
+    assert early.returncode == 0 and early.stdout.strip() == "started", early
+    # The transaction starts while the refresh still runs: it waits for the lock, then installs
+    # with the refreshed lists instead of refreshing them again.
+    install = _run(_shell_script("packages.yml", "Install the missing packages in one apt transaction", tmp_path), env)
+    assert install.returncode == 0, install
+    assert _apt_calls(tmp_path) == ["update", "install"]
+    assert not (tmp_path / "lists.fresh").exists()  # used once: the next transaction refreshes
+    assert (tmp_path / "apt.ended").exists()
+
+
+def test_a_failed_early_refresh_leaves_the_refresh_to_the_transaction(tmp_path):
+    early = _run(_shell_script("package_lists_early.yml", "Start refreshing apt's package lists on a host"
+                               " without Docker", tmp_path), _apt_host(tmp_path, UPDATE_RC="100"))
+    assert early.stdout.strip() == "started"
+    install = _run(_shell_script("packages.yml", "Install the missing packages in one apt transaction", tmp_path),
+                   _apt_host(tmp_path))
+    assert install.returncode == 0, install
+    assert _apt_calls(tmp_path) == ["update", "update", "install"]
+
+
+def test_no_early_refresh_on_a_host_with_docker(tmp_path):
+    env = _apt_host(tmp_path, docker=True)
+    early = _run(_shell_script("package_lists_early.yml", "Start refreshing apt's package lists on a host"
+                               " without Docker", tmp_path), env)
+    assert early.returncode == 0 and early.stdout == ""
+    install = _run(_shell_script("packages.yml", "Install the missing packages in one apt transaction", tmp_path), env)
+    assert install.returncode == 0, install
+    assert _apt_calls(tmp_path) == ["update", "install"]
 
 
 # --- validate ----------------------------------------------------------------------------
