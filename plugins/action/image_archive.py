@@ -34,6 +34,9 @@
 # that the connection handles and that the server writes and reads again are cut to a third
 # (`docker load` decompresses it: Debian 13's Docker 26.1 reads zstd, Debian 12's 20.10 does
 # not, both checked here).
+# The cut and the compression run at the lowest CPU priority (nice 19, in a thread of their own
+# on Linux): where the control node is also the server, or shares its cores with one (as the
+# tests here do), they yield to apt installing the packages at the same time.
 # It needs the `zstandard` Python package on the control node (requirements.txt); without
 # it the copy is shipped uncompressed, with a warning.
 from __future__ import annotations
@@ -45,8 +48,10 @@ import json
 import os
 import pathlib
 import posixpath
+import sys
 import tarfile
 import tempfile
+import threading
 import time
 
 from ansible.plugins.action import ActionBase
@@ -216,6 +221,34 @@ def cut_path(path: str, entries: list, cut_dir: pathlib.Path, compress: bool = F
     return cut_dir / f"{stem}-{where}.{version}.{images}{SUFFIXES[0] if compress else SUFFIXES[1]}"
 
 
+def at_lowest_priority(work, *args):
+    """work(*args) in a thread at the lowest CPU priority (nice 19): the cut and its compression
+    then take only the CPU the control node's other work leaves, such as apt installing the
+    packages on the same machine when a server deploys itself. On Linux a nice value is a
+    thread's own and the threads it starts inherit it (zstd's workers); elsewhere it would be the
+    whole process's, so there the work runs as it is."""
+    if not sys.platform.startswith("linux"):
+        return work(*args)
+    outcome = {}
+
+    def run():
+        try:
+            os.nice(19)
+        except OSError:
+            pass
+        try:
+            outcome["value"] = work(*args)
+        except BaseException as error:  # re-raised in the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name="image-archive-cut")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
 def cut_once(path: str, archive: tarfile.TarFile, entries: list, cut_dir: pathlib.Path,
              compress: bool = False, whole: bool = False) -> tuple:
     """The copy's path (cut down to the entries' images, or the whole archive with whole), and
@@ -230,9 +263,9 @@ def cut_once(path: str, archive: tarfile.TarFile, entries: list, cut_dir: pathli
             os.utime(dest)  # used: not stale
             return dest, False
         if whole:
-            compress_whole(path, dest)
+            at_lowest_priority(compress_whole, path, dest)
         else:
-            cut(archive, entries, dest, compress)
+            at_lowest_priority(cut, archive, entries, dest, compress)
         source, version, _ = name_parts(dest.name)
         stale = time.time() - STALE_DAYS * 86400
         for old in cut_dir.iterdir():

@@ -237,6 +237,31 @@ def test_with_compress_the_whole_archive_travels_compressed(tmp_path):
         assert decompressed == source.read_bytes()
 
 
+@pytest.mark.skipif(not os.sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
+def test_cuts_and_compression_run_at_the_lowest_cpu_priority(tmp_path, monkeypatch):
+    """Only the cutting thread is reniced (to 19), not the caller; a failure inside it still
+    reaches the caller, with no copy left behind."""
+    source = tmp_path / "stack.tar"
+    legacy_archive(source)
+    priorities = []
+    for name in ("cut", "compress_whole"):
+        real = getattr(image_archive, name)
+        monkeypatch.setattr(image_archive, name, lambda *args, real=real: (
+            priorities.append(os.getpriority(os.PRIO_PROCESS, 0)), real(*args))[1])
+    caller = os.getpriority(os.PRIO_PROCESS, 0)
+    assert image_archive.inspect(str(source), ["shop/web:2"], str(tmp_path / "cuts"), compress=True)["written"]
+    assert image_archive.inspect(str(source), [], str(tmp_path / "cuts"), compress=True)["written"]
+    assert priorities == [19, 19]
+    assert os.getpriority(os.PRIO_PROCESS, 0) == caller
+
+    def failing_cut(archive, entries, dest, compress):
+        raise image_archive.ArchiveError("the disk is full")
+    monkeypatch.setattr(image_archive, "cut", failing_cut)
+    with pytest.raises(image_archive.ArchiveError, match="the disk is full"):
+        image_archive.inspect(str(source), ["postgres:17"], str(tmp_path / "failed"))
+    assert [p.name for p in (tmp_path / "failed").iterdir()] == [".lock"]
+
+
 def test_without_zstandard_the_copy_travels_uncompressed_with_a_warning(tmp_path, monkeypatch):
     source = tmp_path / "stack.tar"
     legacy_archive(source)
