@@ -4,6 +4,7 @@ role's defaults and vars, and its validate step run against edge-case inputs.
 Also the helpers test_ssh.py uses: render() and validate()."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -278,6 +279,29 @@ def test_no_early_refresh_on_a_host_with_docker(tmp_path):
     install = _run(_shell_script("packages.yml", "Install the missing packages in one apt transaction", tmp_path), env)
     assert install.returncode == 0, install
     assert _apt_calls(tmp_path) == ["update", "install"]
+
+
+def test_an_unreachable_host_stops_site_yml_before_the_preflight_for_every_host(tmp_path):
+    """playbooks/package_lists.yml runs before the preflight: a host it cannot reach must stop
+    the run for all of them there, as the preflight would, not drop out of the run alone."""
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {
+        "reachable": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+        "unreachable": {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 1,
+                        "ansible_ssh_common_args": "-o ConnectTimeout=2"},
+    }, "children": {tier: {"hosts": {"reachable": None, "unreachable": None}}
+                    for tier in ("lb", "app", "worker", "db", "cache")}}}))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STRATEGY="linear",
+               ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_NOCOLOR="1")
+    result = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+                             str(REPO / "site.yml")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "UNREACHABLE" in result.stdout
+    # Later plays print their names, but run no task on any host.
+    assert re.findall(r"^TASK \[(.*?)\]", result.stdout, re.M) == [
+        "base : Start refreshing apt's package lists on a host without Docker"], result.stdout[-3000:]
+    recap = dict(re.findall(r"^(\w+)\s*:\s*(ok=.*)$", result.stdout.split("PLAY RECAP")[-1], re.M))
+    # The reachable host ran the one task and no other.
+    assert "unreachable=1" in recap["unreachable"] and recap["reachable"].startswith("ok=1 "), recap
 
 
 # --- validate ----------------------------------------------------------------------------
