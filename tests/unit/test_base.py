@@ -276,6 +276,7 @@ def test_no_early_refresh_on_a_host_with_docker(tmp_path):
     early = _run(_shell_script("package_lists_early.yml", "Start refreshing apt's package lists on a host"
                                " without Docker", tmp_path), env)
     assert early.returncode == 0 and early.stdout == ""
+    assert not (tmp_path / "lists.lock").exists()  # no refresh started
     install = _run(_shell_script("packages.yml", "Install the missing packages in one apt transaction", tmp_path), env)
     assert install.returncode == 0, install
     assert _apt_calls(tmp_path) == ["update", "install"]

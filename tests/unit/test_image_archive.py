@@ -240,7 +240,7 @@ def test_with_compress_the_whole_archive_travels_compressed(tmp_path):
 @pytest.mark.skipif(not os.sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
 def test_cuts_and_compression_run_at_the_lowest_cpu_priority(tmp_path, monkeypatch):
     """Only the cutting thread is reniced (to 19), not the caller; a failure inside it still
-    reaches the caller, with no copy left behind."""
+    reaches the caller, and the next run cuts again instead of reusing anything."""
     source = tmp_path / "stack.tar"
     legacy_archive(source)
     priorities = []
@@ -258,8 +258,9 @@ def test_cuts_and_compression_run_at_the_lowest_cpu_priority(tmp_path, monkeypat
         raise image_archive.ArchiveError("the disk is full")
     monkeypatch.setattr(image_archive, "cut", failing_cut)
     with pytest.raises(image_archive.ArchiveError, match="the disk is full"):
-        image_archive.inspect(str(source), ["postgres:17"], str(tmp_path / "failed"))
-    assert [p.name for p in (tmp_path / "failed").iterdir()] == [".lock"]
+        image_archive.inspect(str(source), ["postgres:17"], str(tmp_path / "cuts"))
+    monkeypatch.undo()
+    assert image_archive.inspect(str(source), ["postgres:17"], str(tmp_path / "cuts"))["written"]
 
 
 def test_without_zstandard_the_copy_travels_uncompressed_with_a_warning(tmp_path, monkeypatch):
